@@ -1,0 +1,288 @@
+"""The only module that talks to ``django.core.cache``.
+
+Every operation here fails open: a backend error is counted, logged once per outage window
+of an alias, and reported to the caller as "nothing found" / "not done", never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.core.cache import InvalidCacheBackendError, caches
+from django.core.cache.backends.base import BaseCache
+from django.core.signals import setting_changed
+
+__all__: list[str] = []
+
+logger = logging.getLogger("cachedcall")
+
+MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING", "__slots__": ()})()
+FORMAT = 1
+# A version counter starts at a random value below 2**62: an evicted counter is re-created
+# with a value never used before, so it cannot make an old entry valid again, and there is
+# room for 2**62 increments before memcached's 64-bit or Redis's signed counters wrap.
+_SEED_BITS = 62
+
+# Raised by pickle (and by Django backends unpickling) on bytes that are not a valid pickle
+# of something importable: a corrupt or foreign entry, not an outage.
+_DECODE_ERRORS = (
+    pickle.UnpicklingError,
+    AttributeError,
+    ImportError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    ValueError,
+    UnicodeDecodeError,
+)
+
+errors: Counter[str] = Counter()
+_down: dict[str, float] = {}
+_lock = threading.Lock()
+_local = threading.local()
+_generation = 0
+
+
+# --- aliases ------------------------------------------------------------------------------------
+
+
+def cache_for(alias: str) -> BaseCache:
+    """Return this thread's backend for ``alias`` without asgiref's slower lookup each call."""
+    held = getattr(_local, "held", None)
+    if held is None or held[0] != _generation:
+        held = _local.held = (_generation, {})
+    backend = held[1].get(alias)
+    if backend is None:
+        backend = held[1][alias] = lookup(alias)
+    return backend
+
+
+def lookup(alias: str) -> BaseCache:
+    """Return ``caches[alias]`` or raise a configuration error that says how to fix it."""
+    try:
+        return caches[alias]
+    except InvalidCacheBackendError as exc:
+        raise InvalidCacheBackendError(
+            f"cachedcall: there is no cache alias {alias!r} in settings.CACHES; add it, or "
+            f"pass cache='<alias>' / set CACHEDCALL['CACHE'] to one of: "
+            f"{', '.join(_known_aliases()) or '(none)'}."
+        ) from exc
+
+
+def _known_aliases() -> list[str]:
+    from django.conf import settings
+
+    return sorted(getattr(settings, "CACHES", {}) or {})
+
+
+def _caches_changed(*, setting: str, **kwargs: object) -> None:
+    global _generation
+    if setting == "CACHES":
+        _generation += 1
+
+
+setting_changed.connect(_caches_changed, dispatch_uid="cachedcall.backend.caches_changed")
+
+
+# --- failure accounting -------------------------------------------------------------------------
+
+
+def failed(alias: str, operation: str, exc: BaseException) -> None:
+    """Count a backend failure; log it only when it opens an outage window."""
+    with _lock:
+        errors[alias] += 1
+        opened = alias not in _down
+        if opened:
+            _down[alias] = time.monotonic()
+    if opened:
+        logger.warning(
+            "cachedcall: cache alias %r failed (%s: %s: %s); calls run uncached until it "
+            "answers again. Further failures are counted, not logged.",
+            alias, operation, type(exc).__name__, exc,
+        )
+
+
+def succeeded(alias: str) -> None:
+    """Close the outage window of ``alias``, if one is open."""
+    if alias in _down:
+        with _lock:
+            since = _down.pop(alias, None)
+        if since is not None:
+            logger.info(
+                "cachedcall: cache alias %r answers again after %.1f s.",
+                alias, time.monotonic() - since,
+            )
+
+
+def stats() -> dict[str, Any]:
+    """Return a snapshot of the failure counters of this process."""
+    with _lock:
+        return {"errors": dict(errors), "down": sorted(_down)}
+
+
+# --- the envelope -------------------------------------------------------------------------------
+
+
+def pack(stamps: tuple[Any, ...], duration: float, value: Any) -> tuple[Any, ...]:
+    """Return the stored form of ``value``: builtins only around a pickle of our own.
+
+    The value is pickled here rather than by the backend so that an entry that can no
+    longer be unpickled (a class renamed by a deploy, planted bytes) fails in
+    :func:`unpack`, where it is a miss, and not inside the backend's ``get_many``, where it
+    would take the version counters read in the same round trip down with it.
+    """
+    return (FORMAT, stamps, time.time(), duration, pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+
+
+def unpack(envelope: Any, stamps: tuple[Any, ...]) -> Any:
+    """Return the value of a current envelope, ``MISSING`` for a stale one.
+
+    Raise ``ValueError`` for something that is not an envelope of ours or does not unpickle.
+    """
+    if type(envelope) is not tuple or len(envelope) != 5 or envelope[0] != FORMAT:
+        raise ValueError("not a cachedcall entry")
+    if envelope[1] != stamps:
+        return MISSING
+    try:
+        return pickle.loads(envelope[4])
+    except Exception as exc:
+        raise ValueError(f"the stored value does not unpickle: {exc!r}") from exc
+
+
+# --- operations ---------------------------------------------------------------------------------
+
+
+def read(cache: BaseCache, alias: str, keys: Sequence[str]) -> dict[str, Any] | None:
+    """Read ``keys`` in one round trip; ``None`` when the backend is failing."""
+    try:
+        found = cache.get_many(keys)
+    except _DECODE_ERRORS as exc:
+        return _read_one_by_one(cache, alias, keys, exc)
+    except Exception as exc:
+        failed(alias, "get_many", exc)
+        return None
+    if _down:
+        succeeded(alias)
+    return found
+
+
+def _read_one_by_one(cache: BaseCache, alias: str, keys: Sequence[str], first: BaseException) -> dict[str, Any] | None:
+    # Something in the batch did not unpickle. Find it, delete it (a missing counter is
+    # re-seeded, a missing entry recomputed: both safe) and keep the rest.
+    found: dict[str, Any] = {}
+    for key in keys:
+        try:
+            value = cache.get(key, MISSING)
+        except _DECODE_ERRORS as exc:
+            logger.warning("cachedcall: deleting unreadable entry %r (%r)", key, exc)
+            errors[alias] += 1
+            delete(cache, alias, [key])
+            continue
+        except Exception as exc:
+            failed(alias, "get", exc)
+            return None
+        if value is not MISSING:
+            found[key] = value
+    return found
+
+
+async def aread(cache: BaseCache, alias: str, keys: Sequence[str]) -> dict[str, Any] | None:
+    """The async form of :func:`read`."""
+    try:
+        found = await cache.aget_many(keys)
+    except _DECODE_ERRORS as exc:
+        from asgiref.sync import sync_to_async
+
+        return await sync_to_async(_read_one_by_one)(cache, alias, keys, exc)
+    except Exception as exc:
+        failed(alias, "get_many", exc)
+        return None
+    if _down:
+        succeeded(alias)
+    return found
+
+
+def write(cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any) -> bool:
+    """Store one entry; return whether it was stored."""
+    try:
+        cache.set(key, envelope, timeout)
+    except Exception as exc:
+        failed(alias, "set", exc)
+        return False
+    return True
+
+
+async def awrite(cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any) -> bool:
+    """The async form of :func:`write`."""
+    try:
+        await cache.aset(key, envelope, timeout)
+    except Exception as exc:
+        failed(alias, "set", exc)
+        return False
+    return True
+
+
+def delete(cache: BaseCache, alias: str, keys: Iterable[str]) -> bool:
+    """Delete ``keys``; return whether the backend answered."""
+    try:
+        cache.delete_many(list(keys))
+    except Exception as exc:
+        failed(alias, "delete_many", exc)
+        return False
+    return True
+
+
+def seed(cache: BaseCache, alias: str, keys: Sequence[str]) -> dict[str, int] | None:
+    """Create missing counters with fresh random values and return the values now current.
+
+    Returns ``None`` when a counter could not be created or read back (outage, or evicted
+    at once): the caller must then not store, since it cannot stamp its entry.
+    """
+    values: dict[str, int] = {}
+    raced: list[str] = []
+    try:
+        for key in keys:
+            value = secrets.randbits(_SEED_BITS) + 1
+            if cache.add(key, value, None):
+                values[key] = value
+            else:
+                raced.append(key)
+        if raced:
+            got = cache.get_many(raced)
+            if len(got) != len(raced):
+                return None
+            values.update(got)
+    except Exception as exc:
+        failed(alias, "add", exc)
+        return None
+    return values
+
+
+def incr(cache: BaseCache, alias: str, key: str) -> bool:
+    """Advance a counter atomically, creating it if it is missing; return success.
+
+    ``incr`` is atomic on every backend; a missing counter is created with ``add`` and a
+    fresh random value, and if another process created it first we ``incr`` that one.
+    """
+    try:
+        for _ in range(3):
+            try:
+                cache.incr(key)
+                return True
+            except ValueError:
+                pass
+            if cache.add(key, secrets.randbits(_SEED_BITS) + 1, None):
+                return True
+    except Exception as exc:
+        failed(alias, "incr", exc)
+        return False
+    failed(alias, "incr", RuntimeError(f"counter {key!r} kept disappearing"))
+    return False

@@ -1,0 +1,192 @@
+"""The ``CACHEDCALL`` setting, read lazily into one frozen dataclass.
+
+Importing this module never touches ``django.conf.settings``: the first call of
+:func:`get` does, and a ``setting_changed`` signal (``override_settings``) throws the
+result away so the next call reads it again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+__all__: list[str] = []
+
+SAFE_KEY_PART = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
+_KNOWN = frozenset(
+    {"ENABLED", "CACHE", "TIMEOUT", "KEY_PREFIX", "VERSIONS_CACHE", "SCOPES", "IGNORE_MODELS"}
+)
+# Tables written on nearly every request, which no cached function sensibly depends on:
+# bumping their versions would cost a cache round trip per request for nothing.
+DEFAULT_IGNORED = ("sessions.session", "admin.logentry", "migrations.migration")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective ``CACHEDCALL`` settings of this process."""
+
+    enabled: bool = True
+    cache: str = "default"
+    #: ``MISSING`` when unset: the alias's own default timeout applies.
+    timeout: Any = None
+    timeout_set: bool = False
+    key_prefix: str = "cc"
+    versions_cache: str | None = None
+    scopes: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    ignore_models: frozenset[str] = frozenset(DEFAULT_IGNORED)
+
+    @property
+    def counters_cache(self) -> str:
+        """The alias that holds generations and model versions."""
+        return self.versions_cache or self.cache
+
+
+_current: Settings | None = None
+
+
+def get() -> Settings:
+    """Return the effective settings, reading them on first use."""
+    current = _current
+    if current is None:
+        current = _load()
+    return current
+
+
+def _load() -> Settings:
+    global _current
+    from django.conf import settings
+
+    raw = getattr(settings, "CACHEDCALL", None) or {}
+    if not isinstance(raw, dict):
+        raise ImproperlyConfigured(
+            f"settings.CACHEDCALL must be a dict, not {type(raw).__name__}."
+        )
+    unknown = sorted(set(raw) - _KNOWN)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"settings.CACHEDCALL has unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"known keys are {', '.join(sorted(_KNOWN))}."
+        )
+    kwargs: dict[str, Any] = {}
+    if "ENABLED" in raw:
+        kwargs["enabled"] = _bool("ENABLED", raw["ENABLED"])
+    else:
+        kwargs["enabled"] = _env_enabled()
+    if "CACHE" in raw:
+        kwargs["cache"] = _alias("CACHE", raw["CACHE"])
+    if "VERSIONS_CACHE" in raw and raw["VERSIONS_CACHE"] is not None:
+        kwargs["versions_cache"] = _alias("VERSIONS_CACHE", raw["VERSIONS_CACHE"])
+    if "TIMEOUT" in raw:
+        kwargs["timeout"] = check_timeout(raw["TIMEOUT"], "settings.CACHEDCALL['TIMEOUT']", ImproperlyConfigured)
+        kwargs["timeout_set"] = True
+    if "KEY_PREFIX" in raw:
+        prefix = raw["KEY_PREFIX"]
+        if not isinstance(prefix, str) or not SAFE_KEY_PART.match(prefix):
+            raise ImproperlyConfigured(
+                "settings.CACHEDCALL['KEY_PREFIX'] must be 1-32 characters of letters, digits, "
+                f"'_', '.' or '-'; got {prefix!r}."
+            )
+        kwargs["key_prefix"] = prefix
+    if "SCOPES" in raw:
+        kwargs["scopes"] = _scopes(raw["SCOPES"])
+    if "IGNORE_MODELS" in raw:
+        models = raw["IGNORE_MODELS"]
+        if isinstance(models, str) or not all(isinstance(m, str) and "." in m for m in models):
+            raise ImproperlyConfigured(
+                "settings.CACHEDCALL['IGNORE_MODELS'] must be a list of 'app_label.ModelName' "
+                f"strings; got {models!r}."
+            )
+        kwargs["ignore_models"] = frozenset(m.lower() for m in models)
+    _current = Settings(**kwargs)
+    return _current
+
+
+def _env_enabled() -> bool:
+    value = os.environ.get("CACHEDCALL_ENABLED")
+    if value is None or value == "":
+        return True
+    lowered = value.strip().lower()
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    raise ImproperlyConfigured(
+        f"The environment variable CACHEDCALL_ENABLED must be 0 or 1, not {value!r}."
+    )
+
+
+def _bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(
+            f"settings.CACHEDCALL[{name!r}] must be True or False, not {value!r}."
+        )
+    return value
+
+
+def _alias(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ImproperlyConfigured(
+            f"settings.CACHEDCALL[{name!r}] must name an alias of settings.CACHES, not {value!r}."
+        )
+    return value
+
+
+def _scopes(value: object) -> dict[str, tuple[tuple[str, ...], ...]]:
+    problem = (
+        "settings.CACHEDCALL['SCOPES'] must map 'app_label.ModelName' to a list of field-name "
+        "tuples, e.g. {'club.ClubClass': [('club', 'weekday')]}"
+    )
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(f"{problem}; got {value!r}.")
+    out: dict[str, tuple[tuple[str, ...], ...]] = {}
+    for label, shapes in value.items():
+        if not isinstance(label, str) or "." not in label or isinstance(shapes, str):
+            raise ImproperlyConfigured(f"{problem}; got {label!r}: {shapes!r}.")
+        normalized = []
+        for shape in shapes:
+            if isinstance(shape, str):
+                shape = (shape,)
+            if not shape or not all(isinstance(f, str) for f in shape):
+                raise ImproperlyConfigured(f"{problem}; got {label!r}: {shapes!r}.")
+            normalized.append(tuple(shape))
+        out[label.lower()] = tuple(normalized)
+    return out
+
+
+def check_timeout(value: object, where: str, error: type[Exception]) -> float | int | None:
+    """Validate a timeout the way Django reads one and return it in seconds.
+
+    :param value: ``None`` (never expire), a number ``>= 0`` or a ``timedelta``.
+    :param where: how to name the option in the message.
+    :param error: the exception class to raise.
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise error(
+            f"{where}: timeout must be None, a number of seconds >= 0 or a timedelta, "
+            f"not {value!r} ({type(value).__name__})."
+        )
+    if value < 0 or value != value:
+        raise error(
+            f"{where}: timeout must be None or a number >= 0, not {value!r}; use None to "
+            "never expire and 0 to not store."
+        )
+    return value
+
+
+def _reset(*, setting: str, **kwargs: object) -> None:
+    global _current
+    if setting == "CACHEDCALL":
+        _current = None
+
+
+setting_changed.connect(_reset, dispatch_uid="cachedcall.conf.reset")

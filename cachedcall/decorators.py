@@ -1,0 +1,469 @@
+"""``@cached``: the decorator, and the wrapper that runs one call.
+
+A call flows one way: switch -> key -> counter keys -> one backend read -> hit, or
+compute -> one backend write -> return.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import wrapt
+from asgiref.sync import sync_to_async
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+
+from cachedcall import backend, bumps, conf, events, switch
+from cachedcall.backend import MISSING
+from cachedcall.exceptions import InvalidOption
+from cachedcall.keys import Binder, digest, encode_call, encode_material, safe_name
+from cachedcall.versions import dependency_keys
+
+if TYPE_CHECKING:
+    from cachedcall.protocols import Cached  # noqa: F401
+
+__all__ = ["cached"]
+
+logger = logging.getLogger("cachedcall")
+OPTIONS = ("timeout", "cache", "key", "prefix", "version", "unless", "depends_on")
+registry: list[Core] = []
+
+
+class Core:
+    """Everything one decorated function needs per call, computed once."""
+
+    def __init__(self, wrapped: Any, options: dict[str, Any], binding: str) -> None:
+        func = getattr(wrapped, "__func__", wrapped)
+        self.name = f"{func.__module__}.{func.__qualname__}"
+        owner = f"cached(...) on {self.name}"
+        self.owner = owner
+        self.binds_instance = binding in ("function", "classmethod", "instancemethod")
+        self.is_async = inspect.iscoroutinefunction(func)
+        self.timeout_given = "timeout" in options
+        self.timeout = (
+            conf.check_timeout(options["timeout"], f"cached(timeout={options['timeout']!r}) on {self.name}", InvalidOption)
+            if self.timeout_given else None
+        )
+        self.cache_option = _alias_option(options.get("cache"), owner)
+        key = options.get("key")
+        self.key_fn: Callable[..., Any] | None = None
+        selected = None
+        if callable(key):
+            self.key_fn = key
+        elif key is not None:
+            if isinstance(key, (str, bytes)) or not isinstance(key, Sequence) or not all(isinstance(k, str) for k in key):
+                raise InvalidOption(
+                    f"{owner}: key must be a callable receiving the call's arguments or a list of "
+                    f"parameter names, not {key!r}."
+                )
+            selected = tuple(key)
+        self.binder = Binder(func, selected, self.name)
+        self.names = self.binder.parameter_names()
+        prefix = options.get("prefix", self.name)
+        if not isinstance(prefix, str) or not prefix:
+            raise InvalidOption(f"{owner}: prefix must be a non-empty string, not {prefix!r}.")
+        version = options.get("version", 1)
+        if isinstance(version, bool) or not isinstance(version, (int, str)):
+            raise InvalidOption(f"{owner}: version must be an int or a string, not {version!r}.")
+        self.fn_id = digest(f"{prefix}\x00{version}")[:12]
+        self.readable = safe_name(func.__name__)
+        self.unless = options.get("unless")
+        if self.unless is not None and not callable(self.unless):
+            raise InvalidOption(f"{owner}: unless must be a callable receiving the result, not {self.unless!r}.")
+        depends = options.get("depends_on")
+        self.depends_fn: Callable[..., Any] | None = None
+        self.depends_static: list[Any] = []
+        if callable(depends) and not isinstance(depends, type):
+            self.depends_fn = depends
+        elif depends is not None:
+            if isinstance(depends, (str, bytes)) or not isinstance(depends, (list, tuple, set, frozenset)):
+                raise InvalidOption(
+                    f"{owner}: depends_on must be a list of models, instances and where(...) scopes, "
+                    f"or a callable receiving the call's arguments and returning one; not {depends!r}."
+                )
+            self.depends_static = list(depends)
+            _check_static(self.depends_static, owner)
+        self.hits = self.misses = self.errors = 0
+        self._conf: conf.Settings | None = None
+        self._logged_pickle_error = False
+        registry.append(self)
+
+    # -- per-settings state -------------------------------------------------------------------
+
+    def setup(self) -> conf.Settings:
+        settings = conf.get()
+        if settings is self._conf:
+            return settings
+        self.alias = self.cache_option or settings.cache
+        self.counters_alias = settings.versions_cache or settings.cache
+        self.split = self.counters_alias != self.alias
+        prefix = settings.key_prefix
+        self.entry_prefix = f"{prefix}:{self.readable}:"
+        self.gen_keys = [f"{prefix}:G", f"{prefix}:g:{self.fn_id}"]
+        if self.timeout_given:
+            self.store_timeout = self.timeout
+        elif settings.timeout_set:
+            self.store_timeout = settings.timeout
+        else:
+            self.store_timeout = DEFAULT_TIMEOUT
+        self.static_keys = self.gen_keys + dependency_keys(self.depends_static, prefix, self.owner)
+        self._conf = settings
+        return settings
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def full_args(self, instance: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        if instance is not None and self.binds_instance:
+            return (instance, *args)
+        return args
+
+    def entry_key(self, full: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        if self.key_fn is not None:
+            material = encode_material(self.key_fn(*full, **kwargs), self.owner)
+        else:
+            material = encode_call(self.binder.bind(full, kwargs), self.names, self.name)
+        return self.entry_prefix + digest(f"{self.fn_id}|{material}")
+
+    def counter_keys(self, full: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
+        if self.depends_fn is None:
+            return self.static_keys
+        items = self.depends_fn(*full, **kwargs)
+        return self.static_keys + dependency_keys(items, self._conf.key_prefix, self.owner)  # type: ignore[union-attr]
+
+    def key_for(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        self.setup()
+        return self.entry_key(self.full_args(instance, args), kwargs)
+
+    def plan(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, list[str]] | None:
+        """Return ``(entry key, counter keys)``, or ``None`` when this call must bypass."""
+        self.setup()
+        full = self.full_args(instance, args)
+        try:
+            if self.key_fn is None:
+                self.binder.bind(full, kwargs)
+        except TypeError:
+            return None  # a wrong call: let the function raise its own TypeError
+        ekey = self.entry_key(full, kwargs)
+        ckeys = self.counter_keys(full, kwargs)
+        if bumps.dirty and not bumps.retry_dirty(ckeys):
+            events.emit(self, ekey, events.ERROR, 0.0)
+            return None
+        if bumps.pending_keys() and any(bumps.is_pending(k) for k in ckeys):
+            events.emit(self, ekey, events.PENDING, 0.0)
+            return None
+        return ekey, ckeys
+
+    # -- the read ---------------------------------------------------------------------------
+
+    def decide(self, found: dict[str, Any] | None, ekey: str, ckeys: list[str]) -> tuple[Any, tuple[Any, ...] | None, bool]:
+        """Return ``(value or MISSING, stamps or None, entry is corrupt)``."""
+        if found is None:
+            self.errors += 1
+            return MISSING, None, False
+        stamps = tuple(map(found.get, ckeys))
+        envelope = found.get(ekey)
+        if envelope is not None:
+            try:
+                value = backend.unpack(envelope, stamps)
+            except ValueError as exc:
+                logger.warning("cachedcall: %s: deleting unreadable entry %r (%s)", self.name, ekey, exc)
+                backend.errors[self.alias] += 1
+                self.errors += 1
+                return MISSING, stamps, True
+            if value is not MISSING:
+                self.hits += 1
+                return value, stamps, False
+        self.misses += 1
+        return MISSING, stamps, False
+
+    def envelope(self, stamps: tuple[Any, ...] | None, duration: float, result: Any) -> Any:
+        """Return what to store for ``result``, or ``MISSING`` to store nothing."""
+        if stamps is None or self.store_timeout == 0:
+            return MISSING
+        if self.unless is not None and self.unless(result):
+            return MISSING
+        try:
+            return backend.pack(stamps, duration, result)
+        except Exception as exc:
+            backend.errors[self.alias] += 1
+            self.errors += 1
+            if not self._logged_pickle_error:
+                self._logged_pickle_error = True
+                logger.warning(
+                    "cachedcall: %s returned a value that cannot be pickled (%s: %s); it is "
+                    "returned uncached. Further failures are counted, not logged.",
+                    self.name, type(exc).__name__, exc,
+                )
+            return MISSING
+
+    # -- sync --------------------------------------------------------------------------------
+
+    def call(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not switch.is_enabled():
+            if events.active:
+                events.emit(self, None, events.DISABLED, 0.0)
+            return wrapped(*args, **kwargs)
+        plan = self.plan(instance, args, kwargs)
+        if plan is None:
+            return wrapped(*args, **kwargs)
+        ekey, ckeys = plan
+        started = time.perf_counter()
+        found = self.read(ekey, ckeys)
+        value, stamps, corrupt = self.decide(found, ekey, ckeys)
+        if value is not MISSING:
+            if events.active:
+                events.emit(self, ekey, events.HIT, time.perf_counter() - started)
+            return value
+        return self.compute(wrapped, args, kwargs, ekey, ckeys, stamps, corrupt, started, found is None)
+
+    def read(self, ekey: str, ckeys: list[str]) -> dict[str, Any] | None:
+        if not self.split:
+            return backend.read(backend.cache_for(self.alias), self.alias, [ekey, *ckeys])
+        counters = backend.read(backend.cache_for(self.counters_alias), self.counters_alias, ckeys)
+        if counters is None:
+            return None
+        entry = backend.read(backend.cache_for(self.alias), self.alias, [ekey])
+        return None if entry is None else {**counters, **entry}
+
+    def compute(self, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any], ekey: str, ckeys: list[str],
+                stamps: tuple[Any, ...] | None, corrupt: bool, started: float, failed: bool) -> Any:
+        if corrupt:
+            backend.delete(backend.cache_for(self.alias), self.alias, [ekey])
+        if stamps is not None and None in stamps:
+            stamps = self.seed(ckeys, stamps)
+        began = time.perf_counter()
+        result = wrapped(*args, **kwargs)
+        duration = time.perf_counter() - began
+        envelope = self.envelope(stamps, duration, result)
+        stored = envelope is not MISSING and backend.write(backend.cache_for(self.alias), self.alias, ekey, envelope, self.store_timeout)
+        if events.active:
+            self.report(ekey, failed, stored, envelope, started)
+        return result
+
+    def seed(self, ckeys: list[str], stamps: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        missing = [k for k, v in zip(ckeys, stamps) if v is None]
+        created = backend.seed(backend.cache_for(self.counters_alias), self.counters_alias, missing)
+        if created is None:
+            return None
+        return tuple(created[k] if v is None else v for k, v in zip(ckeys, stamps))
+
+    def report(self, ekey: str, failed: bool, stored: bool, envelope: Any, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        events.emit(self, ekey, events.ERROR if failed else events.MISS, elapsed)
+        if stored:
+            events.emit(self, ekey, events.STORED, elapsed)
+
+    def refresh(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not switch.is_enabled():
+            return wrapped(*args, **kwargs)
+        plan = self.plan(instance, args, kwargs)
+        if plan is None:
+            return wrapped(*args, **kwargs)
+        ekey, ckeys = plan
+        started = time.perf_counter()
+        counters = backend.read(backend.cache_for(self.counters_alias), self.counters_alias, ckeys)
+        stamps = None if counters is None else tuple(map(counters.get, ckeys))
+        return self.compute(wrapped, args, kwargs, ekey, ckeys, stamps, False, started, counters is None)
+
+    # -- async -------------------------------------------------------------------------------
+
+    async def acall(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not switch.is_enabled():
+            if events.active:
+                events.emit(self, None, events.DISABLED, 0.0)
+            return await wrapped(*args, **kwargs)
+        plan = self.plan(instance, args, kwargs)
+        if plan is None:
+            return await wrapped(*args, **kwargs)
+        ekey, ckeys = plan
+        started = time.perf_counter()
+        if self.split:
+            found = await sync_to_async(self.read)(ekey, ckeys)
+        else:
+            found = await backend.aread(backend.lookup(self.alias), self.alias, [ekey, *ckeys])
+        value, stamps, corrupt = self.decide(found, ekey, ckeys)
+        if value is not MISSING:
+            if events.active:
+                events.emit(self, ekey, events.HIT, time.perf_counter() - started)
+            return value
+        return await self.acompute(wrapped, args, kwargs, ekey, ckeys, stamps, corrupt, started, found is None)
+
+    async def acompute(self, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any], ekey: str, ckeys: list[str],
+                       stamps: tuple[Any, ...] | None, corrupt: bool, started: float, failed: bool) -> Any:
+        if corrupt:
+            await sync_to_async(backend.delete)(backend.lookup(self.alias), self.alias, [ekey])
+        if stamps is not None and None in stamps:
+            stamps = await sync_to_async(self.seed)(ckeys, stamps)
+        began = time.perf_counter()
+        result = await wrapped(*args, **kwargs)
+        duration = time.perf_counter() - began
+        envelope = self.envelope(stamps, duration, result)
+        stored = envelope is not MISSING and await backend.awrite(
+            backend.lookup(self.alias), self.alias, ekey, envelope, self.store_timeout
+        )
+        if events.active:
+            self.report(ekey, failed, stored, envelope, started)
+        return result
+
+    async def arefresh(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not switch.is_enabled():
+            return await wrapped(*args, **kwargs)
+        plan = self.plan(instance, args, kwargs)
+        if plan is None:
+            return await wrapped(*args, **kwargs)
+        ekey, ckeys = plan
+        started = time.perf_counter()
+        counters = await backend.aread(backend.lookup(self.counters_alias), self.counters_alias, ckeys)
+        stamps = None if counters is None else tuple(map(counters.get, ckeys))
+        return await self.acompute(wrapped, args, kwargs, ekey, ckeys, stamps, False, started, counters is None)
+
+    # -- explicit invalidation ---------------------------------------------------------------
+
+    def invalidate(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        ekey = self.key_for(instance, args, kwargs)
+        backend.delete(backend.cache_for(self.alias), self.alias, [ekey])
+        if events.active:
+            events.emit(self, ekey, events.INVALIDATED, 0.0)
+
+    def invalidate_all(self) -> None:
+        self.setup()
+        bumps.bump_now(self.gen_keys[1:])
+        if events.active:
+            events.emit(self, None, events.INVALIDATED, 0.0)
+
+
+def _alias_option(value: Any, owner: str) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise InvalidOption(f"{owner}: cache must name an alias of settings.CACHES, not {value!r}.")
+    return value  # type: ignore[no-any-return]
+
+
+def _check_static(items: list[Any], owner: str) -> None:
+    # Labels and models can only be checked once the app registry is ready; before that
+    # (a decorator at the top of models.py) the first call checks them.
+    from django.apps import apps
+
+    if apps.ready:
+        from cachedcall import conf as _conf
+
+        dependency_keys(items, _conf.get().key_prefix, owner)
+
+
+# --- the wrapt proxies ------------------------------------------------------------------------
+
+
+def _instance_of(bound: Any) -> Any:
+    binding = bound._self_binding
+    if binding == "classmethod":
+        return getattr(bound.__wrapped__, "__self__", None)
+    if binding == "staticmethod":
+        return None
+    return bound._self_instance
+
+
+class BoundCachedFunction(wrapt.BoundFunctionWrapper):  # type: ignore[misc]
+    """A decorated method bound to an instance or class: the helpers include ``self``."""
+
+    def key(self, *args: Any, **kwargs: Any) -> str:
+        return self._self_parent._self_core.key_for(_instance_of(self), args, kwargs)  # type: ignore[no-any-return]
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> None:
+        self._self_parent._self_core.invalidate(_instance_of(self), args, kwargs)
+
+    def invalidate_all(self) -> None:
+        self._self_parent._self_core.invalidate_all()
+
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        core = self._self_parent._self_core
+        method = core.arefresh if core.is_async else core.refresh
+        return method(self.__wrapped__, _instance_of(self), args, kwargs)
+
+
+class CachedFunction(wrapt.FunctionWrapper):  # type: ignore[misc]
+    """The decorated function: calls it through the cache, and carries its helpers."""
+
+    __bound_function_wrapper__ = BoundCachedFunction
+
+    def __init__(self, wrapped: Any, options: dict[str, Any]) -> None:
+        probe = wrapt.FunctionWrapper(wrapped, lambda *a: None)
+        core = Core(wrapped, options, probe._self_binding)
+        super().__init__(wrapped, core.acall if core.is_async else core.call)
+        self._self_core = core
+
+    def key(self, *args: Any, **kwargs: Any) -> str:
+        """Return the key this call's entry has in Django's cache API (no I/O)."""
+        return self._self_core.key_for(None, args, kwargs)  # type: ignore[no-any-return]
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> None:
+        """Delete this call's entry."""
+        self._self_core.invalidate(None, args, kwargs)
+
+    def invalidate_all(self) -> None:
+        """Make every entry of this function unreachable (one counter bump, no scan)."""
+        self._self_core.invalidate_all()
+
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        """Recompute this call, store the fresh value and return it."""
+        core = self._self_core
+        method = core.arefresh if core.is_async else core.refresh
+        return method(self.__wrapped__, None, args, kwargs)
+
+    def __reduce_ex__(self, protocol: Any) -> str:
+        # Pickle a module-level decorated function by reference, as pickle does functions.
+        return self.__qualname__  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"<cached {self._self_core.name}>"
+
+
+def cached(*args: Any, **options: Any) -> Any:
+    """Cache a function's results in Django's cache, keyed by its arguments.
+
+    ``@cached``, ``@cached(300)`` and ``@cached(timeout=300, ...)`` all work. See the README
+    for every option; the signature seen by type checkers is in ``cachedcall.typing``.
+
+    :param timeout: seconds (``int``, ``float`` or ``timedelta``); ``None`` never expires and
+        ``0`` does not store. Default: ``CACHEDCALL["TIMEOUT"]``, else the alias's own.
+    :param cache: the alias of ``settings.CACHES`` (default ``CACHEDCALL["CACHE"]``).
+    :param key: a callable receiving the call's arguments and returning the key material,
+        or a list of the parameter names to key on.
+    :param prefix: the function's namespace (default ``module.qualname``).
+    :param version: change it when the function's meaning changes.
+    :param unless: a callable receiving the result; true means "do not store it".
+    :param depends_on: models, instances and ``where(...)`` scopes (or a callable receiving
+        the call's arguments and returning them) whose changes make an entry stale.
+    """
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        hints = [difflib.get_close_matches(name, OPTIONS, 1) for name in unknown]
+        hint = "; ".join(f"did you mean {h[0]!r}?" for h in hints if h)
+        raise InvalidOption(
+            f"cached() got unknown option(s) {', '.join(map(repr, unknown))}; "
+            f"the options are {', '.join(OPTIONS)}. {hint}".rstrip()
+        )
+    if len(args) > 1:
+        raise InvalidOption("cached() takes at most one positional argument, the timeout.")
+    if args:
+        first = args[0]
+        if callable(first) or isinstance(first, (classmethod, staticmethod)):
+            if options:
+                raise InvalidOption("cached(func, ...): pass options as @cached(timeout=..., ...).")
+            return _apply(first, {})
+        if "timeout" in options:
+            raise InvalidOption("cached() got the timeout both as an argument and as timeout=.")
+        options["timeout"] = first
+
+    def decorate(func: Any) -> Any:
+        return _apply(func, options)
+
+    return decorate
+
+
+def _apply(func: Any, options: dict[str, Any]) -> Any:
+    if isinstance(func, type) or not (callable(func) or isinstance(func, (classmethod, staticmethod))):
+        raise InvalidOption(f"@cached decorates functions and methods, not {func!r}.")
+    return CachedFunction(func, options)

@@ -1,0 +1,65 @@
+"""Cache events of decorated calls, delivered to open :func:`cachedcall.testing.record` blocks.
+
+Emitting costs one attribute read per call while nobody records.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+__all__: list[str] = []
+
+HIT = "hit"
+MISS = "miss"
+STORED = "stored"
+DISABLED = "disabled"
+PENDING = "pending"
+ERROR = "error"
+INVALIDATED = "invalidated"
+OUTCOMES = (HIT, MISS, STORED, DISABLED, PENDING, ERROR, INVALIDATED)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened to one decorated call."""
+
+    function: str
+    key: str | None
+    outcome: str
+    duration: float
+
+    def __str__(self) -> str:
+        return f"{self.outcome:<11} {self.function} {self.key or ''} ({self.duration * 1e6:.0f} µs)"
+
+
+_lock = threading.Lock()
+_sinks: list[list[Event]] = []
+active = False
+
+
+def emit(core: Any, key: str | None, outcome: str, duration: float) -> None:
+    if not _sinks:
+        return
+    event = Event(core.name, key, outcome, duration)
+    with _lock:
+        for sink in _sinks:
+            sink.append(event)
+
+
+def attach(sink: list[Event]) -> None:
+    global active
+    with _lock:
+        _sinks.append(sink)
+        active = True
+
+
+def detach(sink: list[Event]) -> None:
+    global active
+    with _lock:
+        for i, other in enumerate(_sinks):
+            if other is sink:
+                del _sinks[i]
+                break
+        active = bool(_sinks)

@@ -1,0 +1,51 @@
+"""The static type of a decorated function, for type checkers.
+
+``@cached`` returns a :class:`Cached` whose call signature is the original one (PEP 612),
+and whose helpers take the same parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+
+__all__ = ["Cached"]
+
+P = ParamSpec("P")
+R = TypeVar("R", covariant=True)
+P2 = ParamSpec("P2")
+R2 = TypeVar("R2")
+S = TypeVar("S")
+
+
+class Cached(Protocol, Generic[P, R]):
+    """A function decorated with ``@cached``."""
+
+    __wrapped__: Callable[P, R]
+    __name__: str
+    __qualname__: str
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The key of this call's entry in Django's cache API."""
+        ...
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Delete this call's entry."""
+        ...
+
+    def invalidate_all(self) -> None:
+        """Make every entry of this function unreachable."""
+        ...
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Recompute, store and return this call's value."""
+        ...
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> Cached[P, R]: ...
+
+    @overload
+    def __get__(self: Cached[Concatenate[S, P2], R2], instance: S, owner: type[Any]) -> Cached[P2, R2]: ...
+
+    def __get__(self, instance: Any, owner: type[Any]) -> Any: ...

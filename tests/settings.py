@@ -1,0 +1,28 @@
+"""Django settings of the test suite. Cache servers are started by tests/servers.py and
+plugged in per test with override_settings (their ports are only known at run time)."""
+
+import os
+
+SECRET_KEY = "cachedcall-tests"
+USE_TZ = True
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "cachedcall",
+    "tests.testapp",
+]
+DATABASES = {
+    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+    "pg": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "cachedcall",
+        "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+        "PORT": os.environ.get("PGPORT", "5432"),
+        "USER": os.environ.get("PGUSER", "postgres"),
+        "TEST": {"NAME": f"test_cachedcall_{os.getpid()}"},
+    },
+}
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"},
+}
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"

@@ -1,0 +1,328 @@
+"""The decorator's behaviour, run once per real backend (locmem, memcached, Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import inspect
+import pickle
+from collections import Counter
+
+import pytest
+from django.core.cache import caches
+
+import cachedcall
+from cachedcall import InvalidOption, cached
+
+calls: Counter[str] = Counter()
+
+
+@pytest.fixture(autouse=True)
+def _reset_calls():
+    calls.clear()
+
+
+@cached(timeout=60)
+def club_classes(club, weekday=None):
+    """Return the classes of a club."""
+    calls["club_classes"] += 1
+    return [{"club": club, "weekday": weekday, "n": calls["club_classes"]}]
+
+
+@cached(timeout=60)
+def returns(value):
+    calls["returns"] += 1
+    return value
+
+
+@cached(timeout=60)
+def fails(x):
+    calls["fails"] += 1
+    raise KeyError(x)
+
+
+@cached(timeout=60)
+async def async_classes(club):
+    calls["async"] += 1
+    await asyncio.sleep(0)
+    return [club, calls["async"]]
+
+
+class Clubs:
+    def __init__(self, name):
+        self.name = name
+
+    def __cache_key__(self):
+        return self.name
+
+    @cached(timeout=60)
+    def classes(self, weekday):
+        calls["method"] += 1
+        return f"{self.name}-{weekday}-{calls['method']}"
+
+    @cached(timeout=60)
+    @classmethod
+    def all_names(cls, n):
+        calls["classmethod"] += 1
+        return [cls.__name__] * n
+
+    @cached(timeout=60)
+    @staticmethod
+    def double(n):
+        calls["staticmethod"] += 1
+        return n * 2
+
+    @cached(timeout=60)
+    async def aclasses(self, weekday):
+        calls["amethod"] += 1
+        return f"{self.name}-{weekday}"
+
+
+pytestmark = pytest.mark.usefixtures("backend_name")
+
+
+def test_second_call_is_a_hit_and_arguments_separate_entries():
+    assert club_classes("chess") == club_classes("chess", None) == club_classes(club="chess")
+    assert calls["club_classes"] == 1
+    assert club_classes("go")[0]["club"] == "go"
+    assert club_classes("chess", weekday=2)[0]["weekday"] == 2
+    assert calls["club_classes"] == 3
+
+
+def test_the_entry_is_readable_through_django_cache_api_at_f_key():
+    value = club_classes("chess")
+    envelope = caches["default"].get(club_classes.key("chess"))
+    assert isinstance(envelope, tuple)
+    assert pickle.loads(envelope[-1]) == value
+
+
+@pytest.mark.parametrize("falsy", [None, 0, "", [], False, {}])
+def test_falsy_results_are_hits(falsy):
+    assert returns(falsy) == falsy
+    assert returns(falsy) == falsy
+    assert calls["returns"] == 1
+
+
+def test_exceptions_propagate_unchanged_and_are_not_cached():
+    for _ in range(2):
+        with pytest.raises(KeyError) as info:
+            fails(7)
+        assert info.value.args == (7,)
+    assert calls["fails"] == 2
+
+
+def test_mutating_a_returned_value_does_not_change_the_next_callers():
+    first = club_classes("chess")
+    first.append("mutated")
+    first[0]["club"] = "changed"
+    second = club_classes("chess")
+    second.append("again")
+    assert club_classes("chess") == [{"club": "chess", "weekday": None, "n": 1}]
+
+
+def test_methods_classmethods_staticmethods_key_their_instance_or_class():
+    a, b = Clubs("a"), Clubs("b")
+    assert a.classes(1) == "a-1-1" and a.classes(1) == "a-1-1"
+    assert b.classes(1) == "b-1-2"
+    assert Clubs.classes(a, 1) == "a-1-1"
+    assert calls["method"] == 2
+    assert a.classes.key(1) == Clubs.classes.key(a, 1) != b.classes.key(1)
+    assert Clubs.all_names(2) == ["Clubs", "Clubs"] == a.all_names(2)
+    assert Clubs.double(4) == 8 == a.double(4)
+    assert calls["classmethod"] == 1 and calls["staticmethod"] == 1
+
+
+def test_helpers_are_bound_on_methods():
+    a, b = Clubs("a"), Clubs("b")
+    a.classes(1)
+    b.classes(1)
+    a.classes.invalidate(1)
+    assert a.classes(1) == "a-1-3"  # recomputed
+    assert b.classes(1) == "b-1-2"  # untouched
+    assert a.classes.refresh(1) == "a-1-4"
+    assert a.classes(1) == "a-1-4"
+    a.classes.invalidate_all()
+    assert b.classes(1) == "b-1-5"
+
+
+def test_async_functions_and_methods_store_values_not_coroutines():
+    async def scenario():
+        assert await async_classes("chess") == ["chess", 1]
+        assert await async_classes("chess") == ["chess", 1]
+        assert await Clubs("a").aclasses(2) == "a-2"
+        assert await Clubs("a").aclasses(2) == "a-2"
+        assert await async_classes.refresh("chess") == ["chess", 2]
+        assert await async_classes("chess") == ["chess", 2]
+
+    asyncio.run(scenario())
+    assert calls["async"] == 2 and calls["amethod"] == 1
+    envelope = caches["default"].get(async_classes.key("chess"))
+    assert pickle.loads(envelope[-1]) == ["chess", 2]
+    assert inspect.iscoroutinefunction(async_classes)
+
+
+def test_invalidate_drops_one_entry_and_invalidate_all_every_entry():
+    club_classes("chess")
+    club_classes("go")
+    club_classes.invalidate("chess")
+    club_classes("chess")
+    club_classes("go")
+    assert calls["club_classes"] == 3
+    club_classes.invalidate_all()
+    club_classes("chess")
+    club_classes("go")
+    assert calls["club_classes"] == 5
+    assert returns(1) == 1 and returns(1) == 1
+    assert calls["returns"] == 1
+
+
+def test_refresh_recomputes_stores_and_returns():
+    assert club_classes("chess")[0]["n"] == 1
+    assert club_classes.refresh("chess")[0]["n"] == 2
+    assert club_classes("chess")[0]["n"] == 2
+
+
+def test_reset_makes_every_entry_unreachable():
+    club_classes("chess")
+    returns(3)
+    cachedcall.reset()
+    club_classes("chess")
+    returns(3)
+    assert calls["club_classes"] == 2 and calls["returns"] == 2
+
+
+def test_timeout_zero_does_not_store_and_none_never_expires():
+    @cached(timeout=0)
+    def zero(x):
+        calls["zero"] += 1
+        return x
+
+    @cached(timeout=None)
+    def forever(x):
+        calls["forever"] += 1
+        return x
+
+    zero(1)
+    zero(1)
+    forever(1)
+    forever(1)
+    assert calls["zero"] == 2 and calls["forever"] == 1
+
+
+def test_short_timeout_expires():
+    import time
+
+    @cached(timeout=1)
+    def short(x):
+        calls["short"] += 1
+        return x
+
+    short(1)
+    short(1)
+    time.sleep(2.1)
+    short(1)
+    assert calls["short"] == 2
+
+
+def test_unless_skips_storing_chosen_results():
+    @cached(timeout=60, unless=lambda result: result is None)
+    def find(x):
+        calls["find"] += 1
+        return None if x < 0 else x
+
+    find(-1)
+    find(-1)
+    find(1)
+    find(1)
+    assert calls["find"] == 3
+
+
+def test_key_option_as_names_and_as_callable():
+    @cached(timeout=60, key=["club"])
+    def by_club(club, request_id):
+        calls["by_club"] += 1
+        return club
+
+    @cached(timeout=60, key=lambda club, **kw: club.lower())
+    def by_lower(club, verbose=False):
+        calls["by_lower"] += 1
+        return club
+
+    by_club("chess", 1)
+    by_club("chess", 2)
+    by_lower("Chess")
+    by_lower("CHESS", verbose=True)
+    assert calls["by_club"] == 1 and calls["by_lower"] == 1
+
+
+def test_version_and_prefix_separate_entries():
+    def make(**options):
+        @cached(timeout=60, **options)
+        def compute(x):
+            calls[repr(options)] += 1
+            return x
+
+        return compute
+
+    v1, v2 = make(version=1), make(version=2)
+    v1(1)
+    v2(1)
+    assert v1.key(1) != v2.key(1)
+    shared_a, shared_b = make(prefix="shared"), make(prefix="shared")
+    shared_a(1)
+    shared_b(1)
+    assert calls[repr({"prefix": "shared"})] == 1  # same namespace: one entry
+    assert calls[repr({"version": 1})] == 1 and calls[repr({"version": 2})] == 1
+
+
+def test_cache_option_uses_another_alias():
+    @cached(timeout=60, cache="other")
+    def elsewhere(x):
+        calls["elsewhere"] += 1
+        return x
+
+    elsewhere(1)
+    elsewhere(1)
+    assert calls["elsewhere"] == 1
+    assert caches["other"].get(elsewhere.key(1)) is not None
+    assert caches["default"].get(elsewhere.key(1)) is None
+
+
+def test_timedelta_and_float_timeouts_are_accepted():
+    @cached(datetime.timedelta(minutes=1))
+    def td(x):
+        calls["td"] += 1
+        return x
+
+    @cached(1.5)
+    def fl(x):
+        calls["fl"] += 1
+        return x
+
+    td(1), td(1), fl(1), fl(1)
+    assert calls["td"] == 1 and calls["fl"] == 1
+
+
+def test_bare_decorator_uses_settings_timeout(settings):
+    settings.CACHEDCALL = {"TIMEOUT": 0}
+
+    @cached
+    def bare(x):
+        calls["bare"] += 1
+        return x
+
+    bare(1)
+    bare(1)
+    assert calls["bare"] == 2  # TIMEOUT 0: nothing stored
+    settings.CACHEDCALL = {}
+    bare(1)
+    bare(1)
+    assert calls["bare"] == 3  # the alias default (300 s)
+
+
+def test_wrong_arguments_raise_the_functions_own_type_error():
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nope'"):
+        club_classes("chess", nope=1)
+    with pytest.raises(TypeError, match="missing 1 required positional argument"):
+        club_classes()
+    assert calls["club_classes"] == 0

@@ -1,0 +1,35 @@
+from django.db import models
+
+
+class Club(models.Model):
+    name = models.CharField(max_length=50, unique=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=50)
+
+
+class ClubClass(models.Model):
+    club = models.ForeignKey(Club, on_delete=models.CASCADE, related_name="classes")
+    name = models.CharField(max_length=50)
+    weekday = models.IntegerField(default=0)
+    start_time = models.TimeField(null=True)
+    tags = models.ManyToManyField(Tag, related_name="classes")
+
+    class Meta:
+        ordering = ["start_time", "pk"]
+
+
+class Place(models.Model):
+    name = models.CharField(max_length=50)
+
+
+class Restaurant(Place):
+    stars = models.IntegerField(default=0)
+
+
+class Note(models.Model):
+    text = models.CharField(max_length=50)
