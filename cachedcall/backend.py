@@ -56,7 +56,7 @@ _generation = 0
 
 def cache_for(alias: str) -> BaseCache:
     """Return this thread's backend for ``alias`` without asgiref's slower lookup each call."""
-    held = getattr(_local, "held", None)
+    held: tuple[int, dict[str, BaseCache]] | None = getattr(_local, "held", None)
     if held is None or held[0] != _generation:
         held = _local.held = (_generation, {})
     backend = held[1].get(alias)
@@ -68,7 +68,8 @@ def cache_for(alias: str) -> BaseCache:
 def lookup(alias: str) -> BaseCache:
     """Return ``caches[alias]`` or raise a configuration error that says how to fix it."""
     try:
-        return caches[alias]
+        found: BaseCache = caches[alias]
+        return found
     except InvalidCacheBackendError as exc:
         raise InvalidCacheBackendError(
             f"cachedcall: there is no cache alias {alias!r} in settings.CACHES; add it, or "
@@ -106,7 +107,10 @@ def failed(alias: str, operation: str, exc: BaseException) -> None:
         logger.warning(
             "cachedcall: cache alias %r failed (%s: %s: %s); calls run uncached until it "
             "answers again. Further failures are counted, not logged.",
-            alias, operation, type(exc).__name__, exc,
+            alias,
+            operation,
+            type(exc).__name__,
+            exc,
         )
 
 
@@ -118,7 +122,8 @@ def succeeded(alias: str) -> None:
         if since is not None:
             logger.info(
                 "cachedcall: cache alias %r answers again after %.1f s.",
-                alias, time.monotonic() - since,
+                alias,
+                time.monotonic() - since,
             )
 
 
@@ -174,7 +179,9 @@ def read(cache: BaseCache, alias: str, keys: Sequence[str]) -> dict[str, Any] | 
     return found
 
 
-def _read_one_by_one(cache: BaseCache, alias: str, keys: Sequence[str], first: BaseException) -> dict[str, Any] | None:
+def _read_one_by_one(
+    cache: BaseCache, alias: str, keys: Sequence[str], first: BaseException
+) -> dict[str, Any] | None:
     # Something in the batch did not unpickle. Find it, delete it (a missing counter is
     # re-seeded, a missing entry recomputed: both safe) and keep the rest.
     found: dict[str, Any] = {}
@@ -258,7 +265,9 @@ def seed(cache: BaseCache, alias: str, keys: Sequence[str]) -> dict[str, int] | 
         if raced:
             got = cache.get_many(raced)
             if len(got) != len(raced):
-                return None
+                # add() said the counter exists, get() says it does not: the client is
+                # answering defaults instead of raising (a node in pymemcache's retry window).
+                raise ConnectionError("counter neither added nor readable")
             values.update(got)
     except Exception as exc:
         failed(alias, "add", exc)
@@ -275,10 +284,15 @@ def incr(cache: BaseCache, alias: str, key: str) -> bool:
     try:
         for _ in range(3):
             try:
-                cache.incr(key)
-                return True
+                value = cache.incr(key)
             except ValueError:
                 pass
+            else:
+                # pymemcache's HashClient answers False instead of raising while it retries
+                # a failing node: that is not a bump.
+                if type(value) is not int:
+                    raise ConnectionError(f"incr answered {value!r}")
+                return True
             if cache.add(key, secrets.randbits(_SEED_BITS) + 1, None):
                 return True
     except Exception as exc:

@@ -33,7 +33,7 @@ _local = threading.local()
 class _Pending:
     """One bump waiting for a commit on one database alias."""
 
-    __slots__ = ("key", "using", "hooks")
+    __slots__ = ("hooks", "key", "using")
 
     def __init__(self, key: str, using: str, hooks: list[Any]) -> None:
         self.key = key
@@ -116,7 +116,8 @@ def bump_now(keys: Iterable[str]) -> bool:
                 if key not in dirty:
                     logger.warning(
                         "cachedcall: could not bump %r; calls depending on it bypass the "
-                        "cache in this process until a retry succeeds.", key,
+                        "cache in this process until a retry succeeds.",
+                        key,
                     )
                 dirty.add(key)
     return ok
@@ -173,7 +174,14 @@ def _ignored(model: type[models.Model]) -> bool:
     )
 
 
-def on_pre_save(sender: type[models.Model], instance: models.Model, raw: bool = False, using: str | None = None, update_fields: Any = None, **kwargs: Any) -> None:
+def on_pre_save(
+    sender: type[models.Model],
+    instance: models.Model,
+    raw: bool = False,
+    using: str | None = None,
+    update_fields: Any = None,
+    **kwargs: Any,
+) -> None:
     # An update can move a row out of a scope: read the scope values it had, so the old
     # scopes are bumped too. Skipped when no scope column can change.
     if instance.pk is None or _ignored(sender):
@@ -200,20 +208,32 @@ def on_pre_save(sender: type[models.Model], instance: models.Model, raw: bool = 
     instance.__dict__["_cachedcall_old"] = old
 
 
-def on_post_save(sender: type[models.Model], instance: models.Model, using: str | None = None, **kwargs: Any) -> None:
+def on_post_save(
+    sender: type[models.Model], instance: models.Model, using: str | None = None, **kwargs: Any
+) -> None:
     old = instance.__dict__.pop("_cachedcall_old", None)
     if _ignored(sender):
         return
     request(write_keys(instance, conf.get().key_prefix, old), using)
 
 
-def on_post_delete(sender: type[models.Model], instance: models.Model, using: str | None = None, **kwargs: Any) -> None:
+def on_post_delete(
+    sender: type[models.Model], instance: models.Model, using: str | None = None, **kwargs: Any
+) -> None:
     if _ignored(sender):
         return
     request(write_keys(instance, conf.get().key_prefix), using)
 
 
-def on_m2m_changed(sender: type[models.Model], instance: models.Model, action: str, model: type[models.Model], pk_set: set[Any] | None, using: str | None = None, **kwargs: Any) -> None:
+def on_m2m_changed(
+    sender: type[models.Model],
+    instance: models.Model,
+    action: str,
+    model: type[models.Model],
+    pk_set: set[Any] | None,
+    using: str | None = None,
+    **kwargs: Any,
+) -> None:
     if action not in ("post_add", "post_remove", "post_clear"):
         return
     prefix = conf.get().key_prefix
@@ -232,9 +252,12 @@ def on_m2m_changed(sender: type[models.Model], instance: models.Model, action: s
     for field in through._meta.concrete_fields:
         if not field.is_relation:
             continue
-        if isinstance(instance, field.related_model):
+        related = field.related_model
+        if not isinstance(related, type):
+            continue
+        if isinstance(instance, related):
             pks = [instance.pk]
-        elif issubclass(model, field.related_model):
+        elif issubclass(model, related):
             pks = list(pk_set or ())
         else:
             continue

@@ -1,5 +1,5 @@
 """System checks: ``cachedcall.E001`` (unknown alias), ``E002`` (bad setting),
-``W001`` (a memcached alias without client timeouts)."""
+``W001`` (a memcached alias without client timeouts), ``W002`` (silent retries)."""
 
 from __future__ import annotations
 
@@ -33,20 +33,34 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     for alias, source in sorted(used.items()):
         config = caches.get(alias)
         if config is None:
-            messages.append(checks.Error(
-                f"{source} names the cache alias {alias!r}, which is not in settings.CACHES.",
-                hint=f"Add {alias!r} to CACHES or name one of: {', '.join(sorted(caches)) or '(none)'}.",
-                id="cachedcall.E001",
-            ))
+            messages.append(
+                checks.Error(
+                    f"{source} names the cache alias {alias!r}, which is not in settings.CACHES.",
+                    hint=f"Add {alias!r} to CACHES or name one of: {', '.join(sorted(caches)) or '(none)'}.",
+                    id="cachedcall.E001",
+                )
+            )
             continue
         if config.get("BACKEND") == _MEMCACHED:
             options = config.get("OPTIONS") or {}
             if "timeout" not in options or "connect_timeout" not in options:
-                messages.append(checks.Warning(
-                    f"The memcached alias {alias!r} used by cachedcall sets no client timeouts: "
-                    "a frozen server would block every request.",
-                    hint="Set OPTIONS = {'timeout': 0.5, 'connect_timeout': 0.5, ...}; see the "
-                    "README's recommended options.",
-                    id="cachedcall.W001",
-                ))
+                messages.append(
+                    checks.Warning(
+                        f"The memcached alias {alias!r} used by cachedcall sets no client timeouts: "
+                        "a frozen server would block every request.",
+                        hint="Set OPTIONS = {'timeout': 0.5, 'connect_timeout': 0.5, ...}; see the "
+                        "README's recommended options.",
+                        id="cachedcall.W001",
+                    )
+                )
+            if options.get("retry_attempts", 2) != 0:
+                messages.append(
+                    checks.Warning(
+                        f"The memcached alias {alias!r} lets pymemcache retry a failing server "
+                        "(retry_attempts > 0): meanwhile it answers every request with 'not found' "
+                        "instead of an error, so outages go unseen and unlogged.",
+                        hint="Set OPTIONS['retry_attempts'] = 0 and a short OPTIONS['dead_timeout'].",
+                        id="cachedcall.W002",
+                    )
+                )
     return messages

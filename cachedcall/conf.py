@@ -19,9 +19,7 @@ from django.core.signals import setting_changed
 __all__: list[str] = []
 
 SAFE_KEY_PART = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
-_KNOWN = frozenset(
-    {"ENABLED", "CACHE", "TIMEOUT", "KEY_PREFIX", "VERSIONS_CACHE", "SCOPES", "IGNORE_MODELS"}
-)
+_KNOWN = frozenset({"ENABLED", "CACHE", "TIMEOUT", "KEY_PREFIX", "VERSIONS_CACHE", "SCOPES", "IGNORE_MODELS"})
 # Tables written on nearly every request, which no cached function sensibly depends on:
 # bumping their versions would cost a cache round trip per request for nothing.
 DEFAULT_IGNORED = ("sessions.session", "admin.logentry", "migrations.migration")
@@ -62,11 +60,11 @@ def _load() -> Settings:
     global _current
     from django.conf import settings
 
-    raw = getattr(settings, "CACHEDCALL", None) or {}
+    raw = getattr(settings, "CACHEDCALL", None)
+    if raw is None:
+        raw = {}
     if not isinstance(raw, dict):
-        raise ImproperlyConfigured(
-            f"settings.CACHEDCALL must be a dict, not {type(raw).__name__}."
-        )
+        raise ImproperlyConfigured(f"settings.CACHEDCALL must be a dict, not {type(raw).__name__}.")
     unknown = sorted(set(raw) - _KNOWN)
     if unknown:
         raise ImproperlyConfigured(
@@ -83,7 +81,9 @@ def _load() -> Settings:
     if "VERSIONS_CACHE" in raw and raw["VERSIONS_CACHE"] is not None:
         kwargs["versions_cache"] = _alias("VERSIONS_CACHE", raw["VERSIONS_CACHE"])
     if "TIMEOUT" in raw:
-        kwargs["timeout"] = check_timeout(raw["TIMEOUT"], "settings.CACHEDCALL['TIMEOUT']", ImproperlyConfigured)
+        kwargs["timeout"] = check_timeout(
+            raw["TIMEOUT"], "settings.CACHEDCALL['TIMEOUT']", ImproperlyConfigured
+        )
         kwargs["timeout_set"] = True
     if "KEY_PREFIX" in raw:
         prefix = raw["KEY_PREFIX"]
@@ -116,16 +116,12 @@ def _env_enabled() -> bool:
         return False
     if lowered in ("1", "true", "yes", "on"):
         return True
-    raise ImproperlyConfigured(
-        f"The environment variable CACHEDCALL_ENABLED must be 0 or 1, not {value!r}."
-    )
+    raise ImproperlyConfigured(f"The environment variable CACHEDCALL_ENABLED must be 0 or 1, not {value!r}.")
 
 
 def _bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise ImproperlyConfigured(
-            f"settings.CACHEDCALL[{name!r}] must be True or False, not {value!r}."
-        )
+        raise ImproperlyConfigured(f"settings.CACHEDCALL[{name!r}] must be True or False, not {value!r}.")
     return value
 
 

@@ -6,12 +6,13 @@ compute -> one backend write -> return.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 import wrapt
 from asgiref.sync import sync_to_async
@@ -24,7 +25,10 @@ from cachedcall.keys import Binder, digest, encode_call, encode_material, safe_n
 from cachedcall.versions import dependency_keys
 
 if TYPE_CHECKING:
-    from cachedcall.protocols import Cached  # noqa: F401
+    from cachedcall.protocols import Cached
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 __all__ = ["cached"]
 
@@ -45,8 +49,11 @@ class Core:
         self.is_async = inspect.iscoroutinefunction(func)
         self.timeout_given = "timeout" in options
         self.timeout = (
-            conf.check_timeout(options["timeout"], f"cached(timeout={options['timeout']!r}) on {self.name}", InvalidOption)
-            if self.timeout_given else None
+            conf.check_timeout(
+                options["timeout"], f"cached(timeout={options['timeout']!r}) on {self.name}", InvalidOption
+            )
+            if self.timeout_given
+            else None
         )
         self.cache_option = _alias_option(options.get("cache"), owner)
         key = options.get("key")
@@ -55,7 +62,11 @@ class Core:
         if callable(key):
             self.key_fn = key
         elif key is not None:
-            if isinstance(key, (str, bytes)) or not isinstance(key, Sequence) or not all(isinstance(k, str) for k in key):
+            if (
+                isinstance(key, (str, bytes))
+                or not isinstance(key, Sequence)
+                or not all(isinstance(k, str) for k in key)
+            ):
                 raise InvalidOption(
                     f"{owner}: key must be a callable receiving the call's arguments or a list of "
                     f"parameter names, not {key!r}."
@@ -73,7 +84,9 @@ class Core:
         self.readable = safe_name(func.__name__)
         self.unless = options.get("unless")
         if self.unless is not None and not callable(self.unless):
-            raise InvalidOption(f"{owner}: unless must be a callable receiving the result, not {self.unless!r}.")
+            raise InvalidOption(
+                f"{owner}: unless must be a callable receiving the result, not {self.unless!r}."
+            )
         depends = options.get("depends_on")
         self.depends_fn: Callable[..., Any] | None = None
         self.depends_static: list[Any] = []
@@ -138,7 +151,9 @@ class Core:
         self.setup()
         return self.entry_key(self.full_args(instance, args), kwargs)
 
-    def plan(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, list[str]] | None:
+    def plan(
+        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, list[str]] | None:
         """Return ``(entry key, counter keys)``, or ``None`` when this call must bypass."""
         self.setup()
         full = self.full_args(instance, args)
@@ -159,7 +174,9 @@ class Core:
 
     # -- the read ---------------------------------------------------------------------------
 
-    def decide(self, found: dict[str, Any] | None, ekey: str, ckeys: list[str]) -> tuple[Any, tuple[Any, ...] | None, bool]:
+    def decide(
+        self, found: dict[str, Any] | None, ekey: str, ckeys: list[str]
+    ) -> tuple[Any, tuple[Any, ...] | None, bool]:
         """Return ``(value or MISSING, stamps or None, entry is corrupt)``."""
         if found is None:
             self.errors += 1
@@ -196,7 +213,9 @@ class Core:
                 logger.warning(
                     "cachedcall: %s returned a value that cannot be pickled (%s: %s); it is "
                     "returned uncached. Further failures are counted, not logged.",
-                    self.name, type(exc).__name__, exc,
+                    self.name,
+                    type(exc).__name__,
+                    exc,
                 )
             return MISSING
 
@@ -229,8 +248,18 @@ class Core:
         entry = backend.read(backend.cache_for(self.alias), self.alias, [ekey])
         return None if entry is None else {**counters, **entry}
 
-    def compute(self, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any], ekey: str, ckeys: list[str],
-                stamps: tuple[Any, ...] | None, corrupt: bool, started: float, failed: bool) -> Any:
+    def compute(
+        self,
+        wrapped: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        ekey: str,
+        ckeys: list[str],
+        stamps: tuple[Any, ...] | None,
+        corrupt: bool,
+        started: float,
+        failed: bool,
+    ) -> Any:
         if corrupt:
             backend.delete(backend.cache_for(self.alias), self.alias, [ekey])
         if stamps is not None and None in stamps:
@@ -239,17 +268,19 @@ class Core:
         result = wrapped(*args, **kwargs)
         duration = time.perf_counter() - began
         envelope = self.envelope(stamps, duration, result)
-        stored = envelope is not MISSING and backend.write(backend.cache_for(self.alias), self.alias, ekey, envelope, self.store_timeout)
+        stored = envelope is not MISSING and backend.write(
+            backend.cache_for(self.alias), self.alias, ekey, envelope, self.store_timeout
+        )
         if events.active:
             self.report(ekey, failed, stored, envelope, started)
         return result
 
     def seed(self, ckeys: list[str], stamps: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        missing = [k for k, v in zip(ckeys, stamps) if v is None]
+        missing = [k for k, v in zip(ckeys, stamps, strict=True) if v is None]
         created = backend.seed(backend.cache_for(self.counters_alias), self.counters_alias, missing)
         if created is None:
             return None
-        return tuple(created[k] if v is None else v for k, v in zip(ckeys, stamps))
+        return tuple(created[k] if v is None else v for k, v in zip(ckeys, stamps, strict=True))
 
     def report(self, ekey: str, failed: bool, stored: bool, envelope: Any, started: float) -> None:
         elapsed = time.perf_counter() - started
@@ -290,10 +321,22 @@ class Core:
             if events.active:
                 events.emit(self, ekey, events.HIT, time.perf_counter() - started)
             return value
-        return await self.acompute(wrapped, args, kwargs, ekey, ckeys, stamps, corrupt, started, found is None)
+        return await self.acompute(
+            wrapped, args, kwargs, ekey, ckeys, stamps, corrupt, started, found is None
+        )
 
-    async def acompute(self, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any], ekey: str, ckeys: list[str],
-                       stamps: tuple[Any, ...] | None, corrupt: bool, started: float, failed: bool) -> Any:
+    async def acompute(
+        self,
+        wrapped: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        ekey: str,
+        ckeys: list[str],
+        stamps: tuple[Any, ...] | None,
+        corrupt: bool,
+        started: float,
+        failed: bool,
+    ) -> Any:
         if corrupt:
             await sync_to_async(backend.delete)(backend.lookup(self.alias), self.alias, [ekey])
         if stamps is not None and None in stamps:
@@ -309,7 +352,9 @@ class Core:
             self.report(ekey, failed, stored, envelope, started)
         return result
 
-    async def arefresh(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def arefresh(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         if not switch.is_enabled():
             return await wrapped(*args, **kwargs)
         plan = self.plan(instance, args, kwargs)
@@ -319,7 +364,9 @@ class Core:
         started = time.perf_counter()
         counters = await backend.aread(backend.lookup(self.counters_alias), self.counters_alias, ckeys)
         stamps = None if counters is None else tuple(map(counters.get, ckeys))
-        return await self.acompute(wrapped, args, kwargs, ekey, ckeys, stamps, False, started, counters is None)
+        return await self.acompute(
+            wrapped, args, kwargs, ekey, ckeys, stamps, False, started, counters is None
+        )
 
     # -- explicit invalidation ---------------------------------------------------------------
 
@@ -339,7 +386,7 @@ class Core:
 def _alias_option(value: Any, owner: str) -> str | None:
     if value is not None and (not isinstance(value, str) or not value):
         raise InvalidOption(f"{owner}: cache must name an alias of settings.CACHES, not {value!r}.")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _check_static(items: list[Any], owner: str) -> None:
@@ -365,7 +412,7 @@ def _instance_of(bound: Any) -> Any:
     return bound._self_instance
 
 
-class BoundCachedFunction(wrapt.BoundFunctionWrapper):  # type: ignore[misc]
+class BoundCachedFunction(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
     """A decorated method bound to an instance or class: the helpers include ``self``."""
 
     def key(self, *args: Any, **kwargs: Any) -> str:
@@ -383,7 +430,7 @@ class BoundCachedFunction(wrapt.BoundFunctionWrapper):  # type: ignore[misc]
         return method(self.__wrapped__, _instance_of(self), args, kwargs)
 
 
-class CachedFunction(wrapt.FunctionWrapper):  # type: ignore[misc]
+class CachedFunction(wrapt.FunctionWrapper):  # type: ignore[type-arg]
     """The decorated function: calls it through the cache, and carries its helpers."""
 
     __bound_function_wrapper__ = BoundCachedFunction
@@ -396,7 +443,7 @@ class CachedFunction(wrapt.FunctionWrapper):  # type: ignore[misc]
 
     def key(self, *args: Any, **kwargs: Any) -> str:
         """Return the key this call's entry has in Django's cache API (no I/O)."""
-        return self._self_core.key_for(None, args, kwargs)  # type: ignore[no-any-return]
+        return self._self_core.key_for(None, args, kwargs)
 
     def invalidate(self, *args: Any, **kwargs: Any) -> None:
         """Delete this call's entry."""
@@ -414,10 +461,42 @@ class CachedFunction(wrapt.FunctionWrapper):  # type: ignore[misc]
 
     def __reduce_ex__(self, protocol: Any) -> str:
         # Pickle a module-level decorated function by reference, as pickle does functions.
-        return self.__qualname__  # type: ignore[no-any-return]
+        name: str = self.__wrapped__.__qualname__
+        return name
 
     def __repr__(self) -> str:
         return f"<cached {self._self_core.name}>"
+
+
+@overload
+def cached(func: Callable[P, R], /) -> Cached[P, R]: ...
+
+
+@overload
+def cached(
+    timeout: float | datetime.timedelta | None = ...,
+    /,
+    *,
+    cache: str | None = ...,
+    key: Callable[..., Any] | Sequence[str] | None = ...,
+    prefix: str = ...,
+    version: int | str = ...,
+    unless: Callable[[Any], object] | None = ...,
+    depends_on: Sequence[Any] | Callable[..., Sequence[Any]] | None = ...,
+) -> Callable[[Callable[P, R]], Cached[P, R]]: ...
+
+
+@overload
+def cached(
+    *,
+    timeout: float | datetime.timedelta | None = ...,
+    cache: str | None = ...,
+    key: Callable[..., Any] | Sequence[str] | None = ...,
+    prefix: str = ...,
+    version: int | str = ...,
+    unless: Callable[[Any], object] | None = ...,
+    depends_on: Sequence[Any] | Callable[..., Sequence[Any]] | None = ...,
+) -> Callable[[Callable[P, R]], Cached[P, R]]: ...
 
 
 def cached(*args: Any, **options: Any) -> Any:

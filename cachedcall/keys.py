@@ -196,9 +196,7 @@ def _encode_other(v: Any, out: list[str]) -> None:
         out.append(")")
         return
     if _is_queryset(v):
-        raise _Unkeyable(
-            v, "a QuerySet cannot be keyed without running it; pass the values it filters on"
-        )
+        raise _Unkeyable(v, "a QuerySet cannot be keyed without running it; pass the values it filters on")
     if isinstance(v, type):
         out.append(f"k{v.__module__}.{v.__qualname__};")
         return
@@ -267,10 +265,7 @@ class Binder:
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         """Return the parameter values; raise ``TypeError`` as a call would."""
         if self.simple:
-            if not kwargs and len(args) == self.count:
-                values = args
-            else:
-                values = self._bind_simple(args, kwargs)
+            values = args if not kwargs and len(args) == self.count else self._bind_simple(args, kwargs)
         else:
             bound = self.signature.bind(*args, **kwargs)
             bound.apply_defaults()
@@ -284,16 +279,18 @@ class Binder:
             raise TypeError("too many positional arguments")
         values = list(args)
         missing = object()
-        for name in self.names[len(args):]:
+        for name in self.names[len(args) :]:
             value = kwargs.get(name, missing)
             if value is missing:
                 value = self.defaults.get(name, missing)
                 if value is missing:
                     raise TypeError(f"missing a required argument: {name!r}")
             values.append(value)
-        if len(kwargs) > self.count - len(args) or any(
-            name in kwargs for name in self.names[: len(args)]
-        ) or not set(kwargs) <= set(self.names):
+        if (
+            len(kwargs) > self.count - len(args)
+            or any(name in kwargs for name in self.names[: len(args)])
+            or not set(kwargs) <= set(self.names)
+        ):
             # Duplicated or unknown keywords: let Signature.bind produce the real message.
             self.signature.bind(*args, **kwargs)
         return tuple(values)
@@ -315,9 +312,11 @@ def encode_call(values: tuple[Any, ...], names: tuple[str, ...], owner: str) -> 
     return "".join(out)
 
 
-def _named_error(values: tuple[Any, ...], names: tuple[str, ...], owner: str, exc: _Unkeyable) -> UnkeyableArgument:
+def _named_error(
+    values: tuple[Any, ...], names: tuple[str, ...], owner: str, exc: _Unkeyable
+) -> UnkeyableArgument:
     # Find which parameter failed by encoding them one at a time (only on the error path).
-    for name, value in zip(names, values):
+    for name, value in zip(names, values, strict=True):
         try:
             encode(value)
         except _Unkeyable:

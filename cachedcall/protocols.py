@@ -6,12 +6,13 @@ and whose helpers take the same parameters.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+from collections.abc import Callable
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 __all__ = ["Cached"]
 
 P = ParamSpec("P")
-R = TypeVar("R", covariant=True)
+R = TypeVar("R")
 P2 = ParamSpec("P2")
 R2 = TypeVar("R2")
 S = TypeVar("S")

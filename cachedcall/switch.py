@@ -11,7 +11,7 @@ import functools
 import inspect
 import threading
 from types import TracebackType
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar, cast
 
 from cachedcall import conf
 
@@ -61,34 +61,34 @@ class _Switch:
 
     def __call__(self, target: _T) -> _T:
         if isinstance(target, type):
-            return self._decorate_class(target)  # type: ignore[return-value]
+            return cast(_T, self._decorate_class(target))
         if inspect.iscoroutinefunction(target):
 
-            @functools.wraps(target)  # type: ignore[arg-type]
+            @functools.wraps(target)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
                 with _Switch(self._state):
-                    return await target(*args, **kwargs)  # type: ignore[operator]
+                    return await target(*args, **kwargs)
 
-            return run_async  # type: ignore[return-value]
+            return cast(_T, run_async)
         if not callable(target):
             raise TypeError(f"{self!r} decorates functions and classes, not {target!r}.")
 
         @functools.wraps(target)
         def run(*args: Any, **kwargs: Any) -> Any:
             with _Switch(self._state):
-                return target(*args, **kwargs)  # type: ignore[operator]
+                return target(*args, **kwargs)
 
-        return run  # type: ignore[return-value]
+        return cast(_T, run)
 
     def _decorate_class(self, cls: type[Any]) -> type[Any]:
         # unittest and Django test cases: wrap the class-level and per-test hooks, so the
         # state also holds in setUpClass/setUpTestData and is restored after tearDownClass.
         if hasattr(cls, "setUpClass") and hasattr(cls, "tearDownClass"):
             state = self._state
-            orig_setup = cls.setUpClass.__func__  # type: ignore[attr-defined]
-            orig_teardown = cls.tearDownClass.__func__  # type: ignore[attr-defined]
+            orig_setup = cls.setUpClass.__func__
+            orig_teardown = cls.tearDownClass.__func__
 
-            def setUpClass(klass: type[Any]) -> None:  # noqa: N802
+            def setUpClass(klass: type[Any]) -> None:
                 switch = _Switch(state)
                 switch.__enter__()
                 klass._cachedcall_switches = [*getattr(klass, "_cachedcall_switches", []), switch]
@@ -98,14 +98,14 @@ class _Switch:
                     klass._cachedcall_switches.pop().__exit__(None, None, None)
                     raise
 
-            def tearDownClass(klass: type[Any]) -> None:  # noqa: N802
+            def tearDownClass(klass: type[Any]) -> None:
                 try:
                     orig_teardown(klass)
                 finally:
                     klass._cachedcall_switches.pop().__exit__(None, None, None)
 
-            cls.setUpClass = classmethod(setUpClass)  # type: ignore[assignment]
-            cls.tearDownClass = classmethod(tearDownClass)  # type: ignore[assignment]
+            cls.setUpClass = classmethod(setUpClass)
+            cls.tearDownClass = classmethod(tearDownClass)
             return cls
         for name, attr in list(vars(cls).items()):
             if name.startswith("test") and callable(attr):
@@ -137,5 +137,3 @@ def _set_forced(value: bool | None) -> bool | None:
     with _lock:
         old, _forced = _forced, value
     return old
-
-

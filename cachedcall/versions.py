@@ -52,7 +52,7 @@ def resolve_model(item: object, where_: str) -> type[models.Model]:
             f"{where_}: {item!r} is not a model class, an 'app_label.ModelName' label, a saved "
             "model instance or cachedcall.where(...)."
         )
-    concrete = model._meta.concrete_model
+    concrete: type[models.Model] | None = model._meta.concrete_model
     assert concrete is not None
     if label(concrete) in conf.get().ignore_models:
         raise InvalidDependency(
@@ -73,9 +73,8 @@ def shapes(model: type[models.Model]) -> tuple[tuple[str, ...], ...]:
 def _compute_shapes(model: type[models.Model]) -> tuple[tuple[str, ...], ...]:
     result: list[tuple[str, ...]] = []
     for field in model._meta.concrete_fields:
-        if field.is_relation and field.many_to_one or field.one_to_one:
-            if not field.primary_key:
-                result.append((field.attname,))
+        if ((field.is_relation and field.many_to_one) or field.one_to_one) and not field.primary_key:
+            result.append((field.attname,))
     for shape in conf.get().scopes.get(label(model), ()):
         names = []
         for name in shape:
@@ -116,7 +115,7 @@ def normalize(field: Any, value: Any) -> Any:
 
 def scope_key(prefix: str, lbl: str, names: tuple[str, ...], values: tuple[Any, ...]) -> str:
     if all(type(v) is int for v in values):
-        body = "&".join(f"{n}={v}" for n, v in zip(names, values))
+        body = "&".join(f"{n}={v}" for n, v in zip(names, values, strict=True))
         if len(body) <= 120:
             return f"{prefix}:v:{lbl}:{body}"
     return f"{prefix}:v:{lbl}:{'&'.join(names)}=#{digest(encode(values))}"
@@ -135,7 +134,7 @@ class where:  # noqa: N801 - reads as a function in depends_on lists
         instance or a primary key.
     """
 
-    __slots__ = ("model", "names", "values", "_key")
+    __slots__ = ("_key", "model", "names", "values")
 
     def __init__(self, model: type[models.Model] | str, /, **fields: Any) -> None:
         where_ = f"where({model if isinstance(model, str) else model.__name__}, ...)"
@@ -183,13 +182,14 @@ class where:  # noqa: N801 - reads as a function in depends_on lists
         return cached[1]
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{n}={v!r}" for n, v in zip(self.names, self.values))
+        fields = ", ".join(f"{n}={v!r}" for n, v in zip(self.names, self.values, strict=True))
         return f"where({self.model._meta.label}, {fields})"
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, where)
-            and (self.model, self.names, self.values) == (other.model, other.names, other.values)
+        return isinstance(other, where) and (self.model, self.names, self.values) == (
+            other.model,
+            other.names,
+            other.values,
         )
 
     def __hash__(self) -> int:
@@ -216,7 +216,9 @@ def dependency_keys(items: Iterable[Any], prefix: str, where_: str) -> list[str]
     return list(dict.fromkeys(out))
 
 
-def write_keys(instance: models.Model, prefix: str, old: dict[tuple[str, ...], tuple[Any, ...]] | None = None) -> list[str]:
+def write_keys(
+    instance: models.Model, prefix: str, old: dict[tuple[str, ...], tuple[Any, ...]] | None = None
+) -> list[str]:
     """Return the counters a save or delete of ``instance`` bumps: table, row and scopes,
     for the model and every concrete parent (multi-table inheritance)."""
     model = type(instance)._meta.concrete_model
@@ -237,7 +239,9 @@ def write_keys(instance: models.Model, prefix: str, old: dict[tuple[str, ...], t
     return keys
 
 
-def current_values(instance: models.Model, model: type[models.Model], names: tuple[str, ...]) -> tuple[Any, ...] | None:
+def current_values(
+    instance: models.Model, model: type[models.Model], names: tuple[str, ...]
+) -> tuple[Any, ...] | None:
     values = []
     for name in names:
         field = model._meta.get_field(name)

@@ -48,7 +48,7 @@ def backend_name(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture(autouse=True)
 def _clean_state() -> Iterator[None]:
     """Every test starts with the switch following settings and no remembered failures."""
-    saved = switch._set_forced(None)
+    saved = switch._forced
     backend.errors.clear()
     backend._down.clear()
     bumps.dirty.clear()

@@ -94,8 +94,7 @@ def redis(port: int | None = None) -> Server:
 MEMCACHED_OPTIONS = {
     "connect_timeout": 0.5,
     "timeout": 0.5,
-    "retry_attempts": 1,
-    "retry_timeout": 1,
+    "retry_attempts": 0,
     "dead_timeout": 5,
     "use_pooling": True,
 }

@@ -12,7 +12,7 @@ import pytest
 from django.core.cache import caches
 
 import cachedcall
-from cachedcall import InvalidOption, cached
+from cachedcall import cached
 
 calls: Counter[str] = Counter()
 

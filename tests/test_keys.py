@@ -75,8 +75,15 @@ DISTINCT = [
     ("length prefixes", [("ab", "c"), ("a", "bc"), ("abc",)]),
     ("containers", [(1, 2), [1, 2], {1, 2}, frozenset({1, 2}), {1: 2}]),
     ("nesting", [((1,), 2), (1, (2,)), ((1, 2),)]),
-    ("dates", [datetime.date(2024, 1, 2), datetime.datetime(2024, 1, 2),
-               datetime.datetime(2024, 1, 2, tzinfo=datetime.timezone.utc), "2024-01-02"]),
+    (
+        "dates",
+        [
+            datetime.date(2024, 1, 2),
+            datetime.datetime(2024, 1, 2),
+            datetime.datetime(2024, 1, 2, tzinfo=datetime.timezone.utc),
+            "2024-01-02",
+        ],
+    ),
     ("times", [datetime.time(10, 0), datetime.timedelta(hours=10), datetime.time(10, 0, 1)]),
     ("enums", [Color.RED, Color.BLUE, 1, Size.SMALL, "RED"]),
     ("uuid", [uuid.UUID(int=1), uuid.UUID(int=2), uuid.UUID(int=1).hex]),
@@ -88,7 +95,7 @@ DISTINCT = [
 @pytest.mark.parametrize(("label", "values"), DISTINCT, ids=[d[0] for d in DISTINCT])
 def test_different_typed_arguments_get_different_keys(label, values):
     keys = [one.key(v) for v in values]
-    assert len(set(keys)) == len(values), list(zip(values, keys))
+    assert len(set(keys)) == len(values), list(zip(values, keys, strict=True))
 
 
 def test_two_functions_with_equal_arguments_do_not_share_keys():
@@ -128,7 +135,7 @@ def test_objects_with_cache_key_and_plain_objects():
     assert one.key(Point(1)) == one.key(Point(1))
     assert one.key(Point(1)) != one.key(Point(2))
     assert one.key(Point(1)) != one.key(("point", 1))
-    with pytest.raises(UnkeyableArgument, match="parameter 'a'.*object has no stable cache key|object"):
+    with pytest.raises(UnkeyableArgument, match=r"parameter .a.: values of type object"):
         one.key(object())
     with pytest.raises(UnkeyableArgument, match="function"):
         one.key(lambda: 1)
@@ -148,22 +155,39 @@ def test_keys_do_not_depend_on_hash_seed():
     outputs = set()
     for seed in ("1", "2", "3"):
         env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": os.getcwd()}
-        outputs.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
+        outputs.add(
+            subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+            ).stdout
+        )
     assert len(outputs) == 1
 
 
 # --- properties ------------------------------------------------------------------------------
 
 scalars = (
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary()
-    | st.decimals(allow_nan=False) | st.uuids() | st.dates() | st.datetimes() | st.times()
-    | st.timedeltas() | st.sampled_from(Color)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text()
+    | st.binary()
+    | st.decimals(allow_nan=False)
+    | st.uuids()
+    | st.dates()
+    | st.datetimes()
+    | st.times()
+    | st.timedeltas()
+    | st.sampled_from(Color)
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
-    | st.dictionaries(st.text(max_size=5), inner, max_size=4)
-    | st.frozensets(st.integers() | st.text(max_size=5), max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+        | st.frozensets(st.integers() | st.text(max_size=5), max_size=4)
+    ),
     max_leaves=12,
 )
 

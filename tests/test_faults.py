@@ -1,0 +1,205 @@
+"""Failing caches never break the caller: real faults on real servers."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+from collections import Counter
+
+import pytest
+from django.core.cache import caches
+from django.test import override_settings
+
+import cachedcall
+from cachedcall import cached
+from tests import servers
+
+calls: Counter[str] = Counter()
+
+
+@cached(timeout=60)
+def classes(club):
+    calls[club] += 1
+    return [club] * 3
+
+
+@cached(timeout=60)
+def anything(value):
+    calls["anything"] += 1
+    return value
+
+
+class Renamed:
+    def __init__(self, n):
+        self.n = n
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    calls.clear()
+
+
+@pytest.fixture
+def own_memcached():
+    """A memcached only this test uses, as the 'default' alias, so it may be killed."""
+    server = servers.memcached().start()
+    with override_settings(CACHES={"default": servers.memcached_config(server)}):
+        yield server
+        caches["default"].close()
+    server.stop()
+
+
+@pytest.fixture
+def own_redis():
+    server = servers.redis().start()
+    with override_settings(CACHES={"default": servers.redis_config(server)}):
+        yield server
+        caches["default"].close()
+    server.stop()
+
+
+def _warnings(caplog):
+    return [r for r in caplog.records if r.name == "cachedcall" and r.levelno == logging.WARNING]
+
+
+@pytest.mark.parametrize("server_fixture", ["own_memcached", "own_redis"])
+def test_killed_server_one_warning_per_outage_then_recovery(server_fixture, request, cachedcall_log):
+    server = request.getfixturevalue(server_fixture)
+    assert classes("a") == ["a"] * 3 and classes("a") == ["a"] * 3
+    assert calls["a"] == 1
+    server.stop()
+    for _ in range(5):
+        assert classes("a") == ["a"] * 3  # right value, nothing raised
+    assert calls["a"] == 6
+    assert len(_warnings(cachedcall_log)) == 1
+    assert "failed" in _warnings(cachedcall_log)[0].getMessage()
+    assert cachedcall.stats()["errors"]["default"] >= 5
+    assert cachedcall.stats()["down"] == ["default"]
+    server.start()  # same port; an empty server
+    deadline = time.monotonic() + 12  # pymemcache retries a dead server after dead_timeout
+    while time.monotonic() < deadline and cachedcall.stats()["down"]:
+        classes("a")
+        time.sleep(0.2)
+    assert cachedcall.stats()["down"] == []
+    before = calls["a"]
+    classes("a")
+    classes("a")
+    assert calls["a"] == before  # caching again
+    assert any("answers again" in r.getMessage() for r in cachedcall_log.records)
+    server.stop()
+    classes("b")
+    assert len(_warnings(cachedcall_log)) == 2  # a new outage window, a new warning
+
+
+def test_frozen_memcached_costs_about_the_client_timeout(own_memcached):
+    classes("a")
+    own_memcached.freeze()
+    try:
+        started = time.monotonic()
+        assert classes("a") == ["a"] * 3
+        first = time.monotonic() - started
+        started = time.monotonic()
+        for _ in range(10):
+            assert classes("a") == ["a"] * 3
+        rest = time.monotonic() - started
+    finally:
+        own_memcached.thaw()
+    # timeout=0.5 for the read and again for the write; then the server is marked dead and
+    # further calls fail at once instead of waiting.
+    assert first < 2.5, first
+    assert rest < 1.5, rest
+
+
+def test_value_over_memcached_item_size_is_returned_uncached(own_memcached, cachedcall_log):
+    big = b"x" * (2 * 1024 * 1024)
+    assert anything(big) == big
+    assert anything(big) == big
+    assert calls["anything"] == 2
+    assert (
+        cachedcall.stats()["errors"].get("default", 0) >= 1
+        or caches["default"].get(anything.key(big)) is None
+    )
+    assert anything(1) == 1 and anything(1) == 1
+    assert calls["anything"] == 3  # small values still cache
+
+
+@pytest.mark.usefixtures("backend_name")
+def test_unpicklable_result_is_returned_logged_once_and_counted(cachedcall_log):
+    @cached(timeout=60)
+    def make(n):
+        calls["make"] += 1
+        return lambda: n
+
+    assert make(1)() == 1
+    assert make(1)() == 1
+    assert calls["make"] == 2
+    assert len(_warnings(cachedcall_log)) == 1
+    assert "cannot be pickled" in _warnings(cachedcall_log)[0].getMessage()
+    assert cachedcall.stats()["errors"]["default"] == 2
+
+
+@cached(timeout=60)
+def renamed(n):
+    calls["renamed"] += 1
+    return Renamed(n)
+
+
+@pytest.mark.usefixtures("backend_name")
+def test_entry_of_a_renamed_class_is_a_miss_and_is_deleted(cachedcall_log):
+    assert renamed(3).n == 3
+    key = renamed.key(3)
+    envelope = caches["default"].get(key)
+    # A deploy renamed the class: the stored pickle names a class that no longer exists.
+    payload = envelope[-1].replace(b"Renamed", b"Vanished")
+    caches["default"].set(key, (*envelope[:-1], payload), 60)
+    assert renamed(3).n == 3
+    assert calls["renamed"] == 2
+    assert pickle.loads(caches["default"].get(key)[-1]).n == 3  # rewritten, readable again
+    assert renamed(3).n == 3
+    assert calls["renamed"] == 2
+    assert any("unreadable" in r.getMessage() for r in _warnings(cachedcall_log))
+
+
+def test_garbage_bytes_in_memcached_are_a_miss(own_memcached, cachedcall_log):
+    from pymemcache.client.base import Client
+
+    anything(5)
+    raw_key = caches["default"].make_key(anything.key(5))
+    client = Client(("127.0.0.1", own_memcached.port))
+    client.set(raw_key, b"\x80\x05garbage", flags=1)  # flags=1: pymemcache's pickle flag
+    client.close()
+    assert anything(5) == 5
+    assert calls["anything"] == 2
+    assert anything(5) == 5
+    assert calls["anything"] == 2  # stored again after the delete
+
+
+def test_garbage_bytes_in_redis_are_a_miss(own_redis):
+    import redis
+
+    anything(6)
+    raw_key = caches["default"].make_key(anything.key(6))
+    redis.Redis(port=own_redis.port).set(raw_key, b"\x80\x05garbage")
+    assert anything(6) == 6
+    assert calls["anything"] == 2
+    anything(6)
+    assert calls["anything"] == 2
+
+
+def test_foreign_value_at_our_key_is_a_miss():
+    anything(7)
+    caches["default"].set(anything.key(7), "someone else's value", 60)
+    assert anything(7) == 7
+    assert calls["anything"] == 2
+
+
+def test_refused_connection_from_the_start(cachedcall_log):
+    port = servers.free_port()
+    config = {**servers.memcached_config(servers.memcached(port)), "LOCATION": f"127.0.0.1:{port}"}
+    with override_settings(CACHES={"default": config}):
+        for _ in range(3):
+            assert classes("z") == ["z"] * 3
+        cachedcall.reset()  # a failing bump is logged, never raised
+    assert calls["z"] == 3
+    assert cachedcall.stats()["errors"]["default"] >= 3
