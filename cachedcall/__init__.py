@@ -6,11 +6,19 @@ Importing this package never touches ``django.conf.settings``.
 from __future__ import annotations
 
 from cachedcall.backend import stats
-from cachedcall.bumps import bump, reset
+from cachedcall.bumps import bump
+from cachedcall.bumps import reset
 from cachedcall.decorators import cached
-from cachedcall.exceptions import CachedCallError, InvalidDependency, InvalidOption, UnkeyableArgument
+from cachedcall.exceptions import CachedCallError
+from cachedcall.exceptions import InvalidDependency
+from cachedcall.exceptions import InvalidOption
+from cachedcall.exceptions import UnkeyableArgument
+from cachedcall.managers import CachedCallManager
+from cachedcall.managers import CachedCallQuerySet
 from cachedcall.protocols import Cached
-from cachedcall.switch import disabled, enabled, is_enabled
+from cachedcall.switch import disabled
+from cachedcall.switch import enabled
+from cachedcall.switch import is_enabled
 from cachedcall.versions import where
 
 __version__ = "0.1.0"
@@ -18,6 +26,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Cached",
     "CachedCallError",
+    "CachedCallManager",
+    "CachedCallQuerySet",
     "InvalidDependency",
     "InvalidOption",
     "UnkeyableArgument",

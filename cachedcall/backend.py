@@ -12,10 +12,12 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
-from django.core.cache import InvalidCacheBackendError, caches
+from django.core.cache import InvalidCacheBackendError
+from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.core.signals import setting_changed
 

@@ -13,11 +13,19 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db import DEFAULT_DB_ALIAS
+from django.db import connections
+from django.db import models
 
-from cachedcall import backend, conf
+from cachedcall import backend
+from cachedcall import conf
 from cachedcall.keys import pk_token
-from cachedcall.versions import dependency_keys, label, normalize, scope_key, shapes, write_keys
+from cachedcall.versions import dependency_keys
+from cachedcall.versions import label
+from cachedcall.versions import normalize
+from cachedcall.versions import scope_key
+from cachedcall.versions import shapes
+from cachedcall.versions import write_keys
 
 __all__ = ["bump", "reset"]
 
@@ -57,6 +65,26 @@ class _Pending:
         return False
 
 
+ROW_LIMIT = 100
+
+
+def _row_model(key: str) -> str | None:
+    """Return ``prefix:v:label`` for a row key, ``None`` for any other key."""
+    parts = key.split(":")
+    if len(parts) == 4 and parts[1] == "v" and "=" not in parts[3] and parts[3] != "*":
+        return ":".join(parts[:3])
+    return None
+
+
+def _row_counts(hooks: list[Any]) -> dict[str, int]:
+    # Counts are per transaction: Django gives the connection a new run_on_commit list at
+    # every commit and rollback, so the list's identity tells one transaction from the next.
+    held: tuple[list[Any], dict[str, int]] | None = getattr(_local, "rows", None)
+    if held is None or held[0] is not hooks:
+        held = _local.rows = (hooks, {})
+    return held[1]
+
+
 def _pending() -> dict[str, _Pending]:
     pending: dict[str, _Pending] | None = getattr(_local, "pending", None)
     if pending is None:
@@ -86,10 +114,22 @@ def request(keys: Iterable[str], using: str | None) -> None:
         bump_now(keys)
         return
     pending = _pending()
+    rows = _row_counts(connection.run_on_commit)
     for key in keys:
         record = pending.get(key)
         if record is not None and record.alive():
             continue
+        model = _row_model(key)
+        if model is not None:
+            # Past ROW_LIMIT rows of one model in a transaction, its epoch (read by every
+            # row and scope dependency of the model) replaces further row bumps, so a large
+            # delete costs a bounded number of bumps and does not flood the cache.
+            count = rows[model] = rows.get(model, 0) + 1
+            if count > ROW_LIMIT:
+                key = model + ":*"
+                record = pending.get(key)
+                if record is not None and record.alive():
+                    continue
         record = _Pending(key, connection.alias, connection.run_on_commit)
         connection.on_commit(record, robust=True)
         hooks = connection.run_on_commit
@@ -126,7 +166,13 @@ def bump_now(keys: Iterable[str]) -> bool:
 def retry_dirty(keys: Iterable[str]) -> bool:
     """Retry failed bumps among ``keys``; return True when none is dirty any more."""
     stuck = [k for k in keys if k in dirty]
-    return not stuck or bump_now(stuck)
+    if not stuck:
+        return True
+    if not bump_now(stuck):
+        return False
+    # The backend answers again: settle every other failed bump now, not call by call.
+    bump_now(list(dirty))
+    return True
 
 
 def bump(*items: Any, using: str | None = None) -> None:
@@ -194,7 +240,13 @@ def on_pre_save(
     wanted: dict[type[models.Model], list[tuple[str, ...]]] = {}
     for cls in (model, *model._meta.get_parent_list()):
         for names in shapes(cls):
-            if update_fields is None or any(n in update_fields or n[:-3] in update_fields for n in names):
+            # Read the stored values when the row may leave the scope (the columns are
+            # written) or when we do not know which scope it is in (a deferred column).
+            deferred = any(n not in instance.__dict__ for n in names)
+            written = update_fields is None or any(
+                n in update_fields or n.removesuffix("_id") in update_fields for n in names
+            )
+            if deferred or written:
                 wanted.setdefault(cls, []).append(names)
     if not wanted:
         return

@@ -11,17 +11,30 @@ import difflib
 import inspect
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import ParamSpec
+from typing import TypeVar
+from typing import overload
 
 import wrapt
 from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
-from cachedcall import backend, bumps, conf, events, switch
+from cachedcall import backend
+from cachedcall import bumps
+from cachedcall import conf
+from cachedcall import events
+from cachedcall import switch
 from cachedcall.backend import MISSING
 from cachedcall.exceptions import InvalidOption
-from cachedcall.keys import Binder, digest, encode_call, encode_material, safe_name
+from cachedcall.keys import Binder
+from cachedcall.keys import digest
+from cachedcall.keys import encode_call
+from cachedcall.keys import encode_material
+from cachedcall.keys import safe_name
 from cachedcall.versions import dependency_keys
 
 if TYPE_CHECKING:

@@ -13,7 +13,8 @@ import hashlib
 import inspect
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 from django.utils.functional import Promise

@@ -7,7 +7,13 @@ and whose helpers take the same parameters.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import Any
+from typing import Concatenate
+from typing import Generic
+from typing import ParamSpec
+from typing import Protocol
+from typing import TypeVar
+from typing import overload
 
 __all__ = ["Cached"]
 

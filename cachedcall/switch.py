@@ -11,7 +11,9 @@ import functools
 import inspect
 import threading
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any
+from typing import TypeVar
+from typing import cast
 
 from cachedcall import conf
 

@@ -25,7 +25,9 @@ from django.db import models
 
 from cachedcall import conf
 from cachedcall.exceptions import InvalidDependency
-from cachedcall.keys import digest, encode, pk_token
+from cachedcall.keys import digest
+from cachedcall.keys import encode
+from cachedcall.keys import pk_token
 
 __all__ = ["where"]
 

@@ -8,7 +8,10 @@ import pytest
 from django.core.cache import caches
 from django.test import override_settings
 
-from cachedcall import backend, bumps, switch
+from cachedcall import backend
+from cachedcall import bumps
+from cachedcall import switch
+from tests import counting
 from tests import servers
 
 
@@ -36,8 +39,12 @@ def _config(name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
 
 @pytest.fixture(params=["locmem", "memcached", "redis"])
 def backend_name(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Run the test once per real backend, with that backend as the 'default' alias."""
-    config = _config(request.param, request)
+    """Run the test once per real backend, with that backend as the 'default' alias.
+
+    The backend classes are the real ones subclassed only to count calls (tests/counting.py).
+    """
+    config = {**_config(request.param, request), "BACKEND": counting.BACKENDS[request.param]}
+    counting.calls.clear()
     with override_settings(CACHES={"default": config, "other": dict(servers.LOCMEM, LOCATION="other")}):
         caches["default"].clear()
         caches["other"].clear()

@@ -117,4 +117,9 @@ def redis_config(server: Server) -> dict[str, object]:
     }
 
 
-LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests-locmem"}
+LOCMEM = {
+    "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+    "LOCATION": "tests-locmem",
+    # Django's default of 300 entries culls version counters after a few hundred bumps.
+    "OPTIONS": {"MAX_ENTRIES": 100_000},
+}

@@ -6,7 +6,8 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from cachedcall import cached, conf
+from cachedcall import cached
+from cachedcall import conf
 from cachedcall.checks import check_settings
 from tests import servers
 

@@ -203,3 +203,54 @@ def test_refused_connection_from_the_start(cachedcall_log):
         cachedcall.reset()  # a failing bump is logged, never raised
     assert calls["z"] == 3
     assert cachedcall.stats()["errors"]["default"] >= 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bump_during_an_outage_never_becomes_a_stale_read(own_memcached, cachedcall_log):
+    from tests.testapp.models import Club
+    from tests.testapp.models import ClubClass
+
+    @cached(timeout=600, depends_on=[ClubClass])
+    def names():
+        calls["names"] += 1
+        return sorted(ClubClass.objects.values_list("name", flat=True))
+
+    club = Club.objects.create(name="chess")
+    assert names() == [] and names() == []
+    own_memcached.freeze()  # the server keeps its data but does not answer
+    try:
+        ClubClass.objects.create(club=club, name="new")  # the bump times out
+        assert any("could not bump" in r.getMessage() for r in _warnings(cachedcall_log))
+    finally:
+        own_memcached.thaw()
+    time.sleep(5.5)  # past dead_timeout: pymemcache tries the server again
+    # The old entry and the old counter are both still in memcached; the dirty mark
+    # retries the bump before any read trusts them.
+    assert names() == ["new"]
+    assert names() == ["new"]
+    assert calls["names"] == 2
+    from cachedcall import bumps
+
+    assert not bumps.dirty
+
+
+def test_versions_in_their_own_alias(memcached_server, redis_server):
+    from tests.testapp.models import ClubClass  # noqa: F401
+
+    config = {
+        "default": servers.memcached_config(memcached_server),
+        "versions": servers.redis_config(redis_server),
+    }
+    with override_settings(CACHES=config, CACHEDCALL={"VERSIONS_CACHE": "versions"}):
+        caches["default"].clear()
+        caches["versions"].clear()
+        assert classes("v") == ["v"] * 3 and classes("v") == ["v"] * 3
+        assert calls["v"] == 1
+        assert caches["versions"].get("cc:G") is not None  # counters in Redis
+        assert caches["default"].get("cc:G") is None
+        assert caches["default"].get(classes.key("v")) is not None  # values in memcached
+        cachedcall.reset()
+        classes("v")
+        assert calls["v"] == 2
+        caches["default"].close()
+        caches["versions"].close()

@@ -12,12 +12,15 @@ import uuid
 
 import pytest
 from django.utils.translation import gettext_lazy
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
-from cachedcall import UnkeyableArgument, cached
+from cachedcall import UnkeyableArgument
+from cachedcall import cached
 from cachedcall.keys import encode
-from tests.testapp.models import Club, ClubClass
+from tests.testapp.models import Club
+from tests.testapp.models import ClubClass
 
 
 class Color(enum.Enum):

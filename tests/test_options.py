@@ -9,7 +9,8 @@ import pickle
 import pytest
 from django.core.cache import InvalidCacheBackendError
 
-from cachedcall import InvalidOption, cached
+from cachedcall import InvalidOption
+from cachedcall import cached
 
 
 @cached(timeout=30)

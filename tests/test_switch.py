@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.cache import caches
-from django.test import SimpleTestCase, override_settings
+from django.test import SimpleTestCase
+from django.test import override_settings
 
 import cachedcall
 from cachedcall import cached

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing_extensions import assert_type
 
-from cachedcall import Cached, cached
+from cachedcall import Cached
+from cachedcall import cached
 
 
 @cached(timeout=60)

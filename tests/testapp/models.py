@@ -1,5 +1,7 @@
 from django.db import models
 
+from cachedcall import CachedCallManager
+
 
 class Club(models.Model):
     name = models.CharField(max_length=50, unique=True)
@@ -18,6 +20,8 @@ class ClubClass(models.Model):
     weekday = models.IntegerField(default=0)
     start_time = models.TimeField(null=True)
     tags = models.ManyToManyField(Tag, related_name="classes")
+
+    objects = CachedCallManager()
 
     class Meta:
         ordering = ["start_time", "pk"]
