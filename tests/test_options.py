@@ -24,7 +24,7 @@ def documented(club: str, weekday: int | None = None) -> list[str]:
     [
         (
             {"timeout": -5},
-            r"cached\(timeout=-5\) on tests\.test_options\.[\w.<>]+function: timeout must be None or a number >= 0",  # noqa: E501
+            r"cached\(timeout=-5\) on tests\.test_options\.[\w.<>]+function: timeout must be None or a number >= 0",
         ),
         ({"timeout": True}, r"timeout must be None, a number.*not True \(bool\)"),
         ({"timeout": "60"}, r"not '60' \(str\)"),
