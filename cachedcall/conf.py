@@ -47,6 +47,16 @@ class Settings:
 
 
 _current: Settings | None = None
+_namespace_suffix = ""
+
+
+def set_namespace_suffix(suffix: str) -> None:
+    """Append ``.suffix`` to the key prefix of this process (one per pytest-xdist worker)."""
+    global _current, _namespace_suffix
+    if not SAFE_KEY_PART.match(suffix):
+        raise ValueError(f"namespace suffix {suffix!r} is not key-safe")
+    _namespace_suffix = suffix
+    _current = None
 
 
 def get() -> Settings:
@@ -104,6 +114,8 @@ def _load() -> Settings:
                 f"strings; got {models!r}."
             )
         kwargs["ignore_models"] = frozenset(m.lower() for m in models)
+    if _namespace_suffix:
+        kwargs["key_prefix"] = f"{kwargs.get('key_prefix', 'cc')}.{_namespace_suffix}"
     _current = Settings(**kwargs)
     return _current
 

@@ -1,0 +1,149 @@
+"""cachedcall.testing: record() for every outcome, isolated(), and readable messages."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import unittest
+
+import pytest
+from django.db import transaction
+from django.test import SimpleTestCase
+from django.test import override_settings
+
+import cachedcall
+from cachedcall import cached
+from cachedcall.testing import isolated
+from cachedcall.testing import record
+from tests import servers
+from tests.testapp.models import Club
+from tests.testapp.models import ClubClass
+
+
+@cached(timeout=60)
+def double(x):
+    return 2 * x
+
+
+@cached(timeout=60)
+async def adouble(x):
+    return 2 * x
+
+
+@cached(timeout=60, depends_on=[ClubClass])
+def count_classes():
+    return ClubClass.objects.count()
+
+
+@pytest.mark.usefixtures("backend_name")
+def test_hit_miss_stored_invalidated_disabled():
+    with record() as events:
+        double(1)
+        double(1)
+        double.invalidate(1)
+        with cachedcall.disabled():
+            double(1)
+    assert [e.outcome for e in events.filter(double)] == ["miss", "stored", "hit", "invalidated", "disabled"]
+    assert events.misses(double) == events.hits(double) == events.stored(double) == 1
+    assert events.bypassed(double) == 1
+    assert all(e.key == double.key(1) for e in events.filter(double, "hit"))
+    assert events.filter(double, "hit")[0].duration > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pending_transaction_is_recorded():
+    club = Club.objects.create(name="c")
+    with record() as events, transaction.atomic():
+        ClubClass.objects.create(club=club, name="x")
+        count_classes()
+    assert events.count(count_classes, "pending") == 1
+
+
+def test_error_outcome_when_the_backend_is_down():
+    port = servers.free_port()
+    config = {**servers.memcached_config(servers.memcached(port))}
+    with override_settings(CACHES={"default": config}), record() as events:
+        double(3)
+    assert events.errors(double) == 1
+    assert events.misses(double) == 0
+
+
+def test_readable_assertion_messages():
+    with record() as events:
+        double(4)
+    with pytest.raises(AssertionError) as info:
+        events.assert_counts(double, hit=1, miss=0)
+    message = str(info.value)
+    assert (
+        "expected {'hit': 1, 'miss': 0} for tests.test_testing.double, got {'hit': 0, 'miss': 1}" in message
+    )
+    assert "miss        tests.test_testing.double cc:double:" in message
+    with pytest.raises(ValueError, match="unknown outcome 'hits'"):
+        events.count(double, "hits")
+    with pytest.raises(TypeError, match="not a function decorated with @cached"):
+        events.hits(len)
+
+
+def test_threads_and_async_tasks_are_recorded():
+    async def tasks():
+        await asyncio.gather(*(adouble(i) for i in range(5)))
+
+    with record() as events:
+        threads = [threading.Thread(target=double, args=(100 + i,)) for i in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        asyncio.run(tasks())
+    assert events.misses(double) == 10 and events.misses(adouble) == 5
+    with record() as outer, record() as inner:
+        double(1)
+    assert len(outer) == len(inner) == 2
+
+
+def test_isolated_gives_an_empty_namespace_and_leaves_nothing_behind():
+    double(6)
+    with record() as events:
+        with isolated():
+            double(6)
+            double(6)
+        double(6)
+    assert [e.outcome for e in events.filter(double) if e.outcome != "stored"] == ["miss", "hit", "miss"]
+
+
+@isolated()
+class IsolatedCase(unittest.TestCase):
+    def test_one(self):
+        with record() as events:
+            double(7)
+        assert events.misses(double) == 1
+
+    def test_two(self):
+        with record() as events:
+            double(7)
+        assert events.misses(double) == 1
+
+
+def test_isolated_decorates_test_classes():
+    suite = unittest.defaultTestLoader.loadTestsFromTestCase(IsolatedCase)
+    result = unittest.TestResult()
+    suite.run(result)
+    assert result.wasSuccessful() and result.testsRun == 2, result.failures
+
+
+@override_settings(CACHEDCALL={"ENABLED": False})
+class OverrideOnClass(SimpleTestCase):
+    def test_off(self):
+        assert not cachedcall.is_enabled()
+
+    @override_settings(CACHEDCALL={"ENABLED": True})
+    def test_method_wins(self):
+        assert cachedcall.is_enabled()
+
+
+def test_override_settings_on_classes_and_methods():
+    suite = unittest.defaultTestLoader.loadTestsFromTestCase(OverrideOnClass)
+    result = unittest.TestResult()
+    suite.run(result)
+    assert result.wasSuccessful() and result.testsRun == 2, result.failures
+    assert cachedcall.is_enabled()
