@@ -1,9 +1,9 @@
 """Bumping versions: now, or after the outermost commit; and the signal receivers.
 
 A bump requested inside ``transaction.atomic()`` is registered as a robust ``on_commit``
-callback placed *before* every other callback, so it runs exactly once after the outermost
-commit, never after a rollback (Django drops callbacks of rolled-back savepoints), and a
-failing callback registered by someone else cannot stop it.
+callback, so it runs exactly once after the outermost commit and never after a rollback
+(Django drops callbacks of rolled-back savepoints); at commit it runs before every other
+callback, so a failing callback registered by someone else cannot stop it.
 """
 
 from __future__ import annotations
@@ -68,6 +68,26 @@ class _Pending:
 ROW_LIMIT = 100
 
 
+class _Hooks(list):  # type: ignore[type-arg]
+    """A connection's ``run_on_commit`` list that runs our bumps first at commit.
+
+    A non-robust callback of someone else's that raises stops every callback after it, so
+    ours must run before theirs. Moving ours to the front when they are registered would
+    break ``captureOnCommitCallbacks`` (it slices the list from its length at entry), so the
+    order changes only when Django starts draining the list with ``pop(0)`` at commit.
+    """
+
+    _ordered = False
+
+    def pop(self, index: Any = -1) -> Any:
+        if index == 0 and not self._ordered:
+            self._ordered = True
+            ours = [entry for entry in self if isinstance(entry[1], _Pending)]
+            if ours:
+                self[:] = ours + [entry for entry in self if not isinstance(entry[1], _Pending)]
+        return super().pop(index)
+
+
 def _row_model(key: str) -> str | None:
     """Return ``prefix:v:label`` for a row key, ``None`` for any other key."""
     parts = key.split(":")
@@ -113,6 +133,8 @@ def request(keys: Iterable[str], using: str | None) -> None:
     if not connection.in_atomic_block:
         bump_now(keys)
         return
+    if type(connection.run_on_commit) is not _Hooks:
+        connection.run_on_commit = _Hooks(connection.run_on_commit)
     pending = _pending()
     rows = _row_counts(connection.run_on_commit)
     for key in keys:
@@ -132,11 +154,6 @@ def request(keys: Iterable[str], using: str | None) -> None:
                     continue
         record = _Pending(key, connection.alias, connection.run_on_commit)
         connection.on_commit(record, robust=True)
-        hooks = connection.run_on_commit
-        # Run before callbacks registered by others: a non-robust one that raises would
-        # stop every callback after it.
-        hooks.insert(0, hooks.pop())
-        record.hooks = hooks
         pending[key] = record
 
 

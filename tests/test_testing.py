@@ -147,3 +147,52 @@ def test_override_settings_on_classes_and_methods():
     suite.run(result)
     assert result.wasSuccessful() and result.testsRun == 2, result.failures
     assert cachedcall.is_enabled()
+
+
+@pytest.mark.django_db
+def test_capture_on_commit_callbacks_sees_and_runs_our_bumps(django_capture_on_commit_callbacks):
+    from django.core.cache import caches
+
+    club = Club.objects.create(name="captured")
+
+    def foreign():
+        pass
+
+    transaction.on_commit(foreign)  # registered before the capture: not part of it
+    before = caches["default"].get("cc:v:testapp.clubclass")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        ClubClass.objects.create(club=club, name="x")
+    assert foreign not in callbacks
+    assert len(callbacks) == 3  # table, row and scope of the new class
+    after = caches["default"].get("cc:v:testapp.clubclass")
+    assert after is not None and after != before
+
+
+def test_manage_py_test_resets_once_at_the_start(memcached_server, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from django.core.cache import caches
+
+    config = servers.memcached_config(memcached_server)
+    with override_settings(CACHES={"default": config}):
+        generation = caches["default"].get("cc:G")
+        env = {
+            **os.environ,
+            "CACHEDCALL_EXAMPLE_MEMCACHED": memcached_server.location,
+            "CACHEDCALL_EXAMPLE_DB": str(tmp_path / "db.sqlite3"),
+        }
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        result = subprocess.run(
+            [sys.executable, "example/manage.py", "test", "clubs", "-v", "1"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "OK" in result.stderr
+        after = caches["default"].get("cc:G")
+        caches["default"].close()
+    assert after is not None and after != generation

@@ -1,0 +1,7 @@
+from clubs import views
+from django.urls import path
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("clubs/<str:clubname>/", views.club_page, name="club_page"),
+]
