@@ -20,6 +20,7 @@ from cachedcall.switch import disabled
 from cachedcall.switch import enabled
 from cachedcall.switch import is_enabled
 from cachedcall.versions import where
+from cachedcall.views import cached_view
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,7 @@ __all__ = [
     "UnkeyableArgument",
     "bump",
     "cached",
+    "cached_view",
     "disabled",
     "enabled",
     "is_enabled",

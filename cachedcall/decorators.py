@@ -113,6 +113,12 @@ class Core:
                 )
             self.depends_static = list(depends)
             _check_static(self.depends_static, owner)
+        # Hooks a subclass sets (cached_view); None keeps the plain path free of calls.
+        self.bypass: Callable[[tuple[Any, ...], dict[str, Any]], str | None] | None = None
+        self.prepare: Callable[[Any, tuple[Any, ...], dict[str, Any], str], tuple[str, Any] | str] | None = (
+            None
+        )
+        self.serve: Callable[[Any, Any], Any] | None = None
         self.hits = self.misses = self.errors = 0
         self._conf: conf.Settings | None = None
         self._logged_pickle_error = False
@@ -175,6 +181,11 @@ class Core:
                 self.binder.bind(full, kwargs)
         except TypeError:
             return None  # a wrong call: let the function raise its own TypeError
+        if self.bypass is not None:
+            reason = self.bypass(full, kwargs)
+            if reason is not None:
+                events.emit(self, None, events.REFUSED, 0.0, reason)
+                return None
         ekey = self.entry_key(full, kwargs)
         ckeys = self.counter_keys(full, kwargs)
         if bumps.dirty and not bumps.retry_dirty(ckeys):
@@ -206,18 +217,32 @@ class Core:
                 return MISSING, stamps, True
             if value is not MISSING:
                 self.hits += 1
+                if self.serve is not None:
+                    value = self.serve(value, envelope)
                 return value, stamps, False
         self.misses += 1
         return MISSING, stamps, False
 
-    def envelope(self, stamps: tuple[Any, ...] | None, duration: float, result: Any) -> Any:
-        """Return what to store for ``result``, or ``MISSING`` to store nothing."""
+    def envelope(
+        self, stamps: tuple[Any, ...] | None, duration: float, result: Any, call: tuple[Any, ...]
+    ) -> tuple[str, Any]:
+        """Return ``(key, envelope)`` to store for ``result``; envelope ``MISSING`` for none.
+
+        :param call: ``(full args, kwargs, entry key)`` of the call.
+        """
+        full, kwargs, ekey = call
         if stamps is None or self.store_timeout == 0:
-            return MISSING
+            return ekey, MISSING
         if self.unless is not None and self.unless(result):
-            return MISSING
+            return ekey, MISSING
+        if self.prepare is not None:
+            prepared = self.prepare(result, full, kwargs, ekey)
+            if isinstance(prepared, str):
+                events.emit(self, ekey, events.REFUSED, 0.0, prepared)
+                return ekey, MISSING
+            ekey, result = prepared
         try:
-            return backend.pack(stamps, duration, result)
+            return ekey, backend.pack(stamps, duration, result)
         except Exception as exc:
             backend.errors[self.alias] += 1
             self.errors += 1
@@ -230,7 +255,7 @@ class Core:
                     type(exc).__name__,
                     exc,
                 )
-            return MISSING
+            return ekey, MISSING
 
     # -- sync --------------------------------------------------------------------------------
 
@@ -280,12 +305,12 @@ class Core:
         began = time.perf_counter()
         result = wrapped(*args, **kwargs)
         duration = time.perf_counter() - began
-        envelope = self.envelope(stamps, duration, result)
+        skey, envelope = self.envelope(stamps, duration, result, (args, kwargs, ekey))
         stored = envelope is not MISSING and backend.write(
-            backend.cache_for(self.alias), self.alias, ekey, envelope, self.store_timeout
+            backend.cache_for(self.alias), self.alias, skey, envelope, self.store_timeout
         )
         if events.active:
-            self.report(ekey, failed, stored, envelope, started)
+            self.report(skey, failed, stored, envelope, started)
         return result
 
     def seed(self, ckeys: list[str], stamps: tuple[Any, ...]) -> tuple[Any, ...] | None:
@@ -357,12 +382,12 @@ class Core:
         began = time.perf_counter()
         result = await wrapped(*args, **kwargs)
         duration = time.perf_counter() - began
-        envelope = self.envelope(stamps, duration, result)
+        skey, envelope = self.envelope(stamps, duration, result, (args, kwargs, ekey))
         stored = envelope is not MISSING and await backend.awrite(
-            backend.lookup(self.alias), self.alias, ekey, envelope, self.store_timeout
+            backend.lookup(self.alias), self.alias, skey, envelope, self.store_timeout
         )
         if events.active:
-            self.report(ekey, failed, stored, envelope, started)
+            self.report(skey, failed, stored, envelope, started)
         return result
 
     async def arefresh(
@@ -448,9 +473,10 @@ class CachedFunction(wrapt.FunctionWrapper):  # type: ignore[type-arg]
 
     __bound_function_wrapper__ = BoundCachedFunction
 
-    def __init__(self, wrapped: Any, options: dict[str, Any]) -> None:
-        probe = wrapt.FunctionWrapper(wrapped, lambda *a: None)
-        core = Core(wrapped, options, probe._self_binding)
+    def __init__(self, wrapped: Any, options: dict[str, Any], core: Core | None = None) -> None:
+        if core is None:
+            probe = wrapt.FunctionWrapper(wrapped, lambda *a: None)
+            core = Core(wrapped, options, probe._self_binding)
         super().__init__(wrapped, core.acall if core.is_async else core.call)
         self._self_core = core
 
@@ -516,7 +542,7 @@ def cached(*args: Any, **options: Any) -> Any:
     """Cache a function's results in Django's cache, keyed by its arguments.
 
     ``@cached``, ``@cached(300)`` and ``@cached(timeout=300, ...)`` all work. See the README
-    for every option; the signature seen by type checkers is in ``cachedcall.typing``.
+    for every option; the signature seen by type checkers is ``cachedcall.Cached``.
 
     :param timeout: seconds (``int``, ``float`` or ``timedelta``); ``None`` never expires and
         ``0`` does not store. Default: ``CACHEDCALL["TIMEOUT"]``, else the alias's own.
@@ -529,30 +555,40 @@ def cached(*args: Any, **options: Any) -> Any:
     :param depends_on: models, instances and ``where(...)`` scopes (or a callable receiving
         the call's arguments and returning them) whose changes make an entry stale.
     """
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        hints = [difflib.get_close_matches(name, OPTIONS, 1) for name in unknown]
-        hint = "; ".join(f"did you mean {h[0]!r}?" for h in hints if h)
-        raise InvalidOption(
-            f"cached() got unknown option(s) {', '.join(map(repr, unknown))}; "
-            f"the options are {', '.join(OPTIONS)}. {hint}".rstrip()
-        )
-    if len(args) > 1:
-        raise InvalidOption("cached() takes at most one positional argument, the timeout.")
-    if args:
-        first = args[0]
-        if callable(first) or isinstance(first, (classmethod, staticmethod)):
-            if options:
-                raise InvalidOption("cached(func, ...): pass options as @cached(timeout=..., ...).")
-            return _apply(first, {})
-        if "timeout" in options:
-            raise InvalidOption("cached() got the timeout both as an argument and as timeout=.")
-        options["timeout"] = first
+    func, options = check_options("cached", args, options, OPTIONS)
+    if func is not None:
+        return _apply(func, options)
 
     def decorate(func: Any) -> Any:
         return _apply(func, options)
 
     return decorate
+
+
+def check_options(
+    name: str, args: tuple[Any, ...], options: dict[str, Any], known: Sequence[str]
+) -> tuple[Any, dict[str, Any]]:
+    """Validate a decorator's call; return ``(function for the bare form or None, options)``."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        hints = [difflib.get_close_matches(option, known, 1) for option in unknown]
+        hint = "; ".join(f"did you mean {h[0]!r}?" for h in hints if h)
+        raise InvalidOption(
+            f"{name}() got unknown option(s) {', '.join(map(repr, unknown))}; "
+            f"the options are {', '.join(known)}. {hint}".rstrip()
+        )
+    if len(args) > 1:
+        raise InvalidOption(f"{name}() takes at most one positional argument, the timeout.")
+    if args:
+        first = args[0]
+        if callable(first) or isinstance(first, (classmethod, staticmethod)):
+            if options:
+                raise InvalidOption(f"{name}(func, ...): pass options as @{name}(timeout=..., ...).")
+            return first, {}
+        if "timeout" in options:
+            raise InvalidOption(f"{name}() got the timeout both as an argument and as timeout=.")
+        options["timeout"] = first
+    return None, options
 
 
 def _apply(func: Any, options: dict[str, Any]) -> Any:

@@ -18,7 +18,8 @@ DISABLED = "disabled"
 PENDING = "pending"
 ERROR = "error"
 INVALIDATED = "invalidated"
-OUTCOMES = (HIT, MISS, STORED, DISABLED, PENDING, ERROR, INVALIDATED)
+REFUSED = "refused"
+OUTCOMES = (HIT, MISS, STORED, DISABLED, PENDING, ERROR, INVALIDATED, REFUSED)
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,12 @@ class Event:
     key: str | None
     outcome: str
     duration: float
+    #: Why a response was not stored or a request bypassed the cache (``refused`` only).
+    reason: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.outcome:<11} {self.function} {self.key or ''} ({self.duration * 1e6:.0f} µs)"
+        why = f" [{self.reason}]" if self.reason else ""
+        return f"{self.outcome:<11} {self.function} {self.key or ''} ({self.duration * 1e6:.0f} µs){why}"
 
 
 _lock = threading.Lock()
@@ -39,10 +43,10 @@ _sinks: list[list[Event]] = []
 active = False
 
 
-def emit(core: Any, key: str | None, outcome: str, duration: float) -> None:
+def emit(core: Any, key: str | None, outcome: str, duration: float, reason: str | None = None) -> None:
     if not _sinks:
         return
-    event = Event(core.name, key, outcome, duration)
+    event = Event(core.name, key, outcome, duration, reason)
     with _lock:
         for sink in _sinks:
             sink.append(event)

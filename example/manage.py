@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    here = Path(__file__).resolve().parent
+    # The example runs against the cachedcall of the checkout it lives in.
+    sys.path[:0] = [str(here), str(here.parent)]
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clubsite.settings")
     from django.core.management import execute_from_command_line
 

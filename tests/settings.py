@@ -8,6 +8,7 @@ USE_TZ = True
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.sessions",
     "cachedcall",
     "tests.testapp",
 ]
@@ -25,4 +26,14 @@ DATABASES = {
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"},
 }
+ROOT_URLCONF = "tests.urls"
+ALLOWED_HOSTS = ["testserver", "a.example", "b.example"]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "DIRS": ["tests/templates"]}]
+LANGUAGES = [("en", "English"), ("fr", "French")]
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"

@@ -13,6 +13,7 @@ from cachedcall.testing import record
 from clubs.models import Club
 from clubs.models import ClubClass
 from clubs.queries import club_classes
+from clubs.views import club_page
 
 
 class ClubClassesQueryTests(TestCase):
@@ -42,11 +43,12 @@ class ClubPageCachingTests(TestCase):
         cls.openings = ClubClass.objects.create(club=cls.chess, name="Openings", start_time=datetime.time(18))
 
     def test_second_render_is_served_from_the_cache(self):
-        with record() as events, self.assertNumQueries(2):
+        with self.assertNumQueries(2):
             self.client.get("/clubs/chess/")
         with record() as events, self.assertNumQueries(0):
             response = self.client.get("/clubs/chess/")
-        events.assert_counts(club_classes, hit=1, miss=0)
+        events.assert_counts(club_page, hit=1, miss=0)
+        self.assertEqual(events.count(club_classes), 0)  # the page hit needed no query function
         self.assertContains(response, "Openings")
 
     def test_an_edit_shows_up_on_the_next_render(self):
@@ -59,5 +61,12 @@ class ClubPageCachingTests(TestCase):
             chess = self.client.get("/clubs/chess/")
             self.client.get("/clubs/go/")
         self.assertContains(chess, "Openings in room 2")
-        self.assertEqual(events.misses(club_classes), 1)  # chess only
-        self.assertEqual(events.hits(club_classes), 1)  # go stayed a hit
+        self.assertEqual(events.misses(club_page), 1)  # chess only
+        self.assertEqual(events.hits(club_page), 1)  # go stayed a hit
+        self.assertEqual(events.misses(club_classes), 1)
+
+    def test_unknown_club_is_a_404_and_is_not_cached(self):
+        self.assertEqual(self.client.get("/clubs/nope/").status_code, 404)
+        with record() as events:
+            self.assertEqual(self.client.get("/clubs/nope/").status_code, 404)
+        self.assertEqual(events.hits(club_page), 0)
