@@ -514,21 +514,7 @@ def cached(func: Callable[P, R], /) -> Cached[P, R]: ...
 @overload
 def cached(
     timeout: float | datetime.timedelta | None = ...,
-    /,
     *,
-    cache: str | None = ...,
-    key: Callable[..., Any] | Sequence[str] | None = ...,
-    prefix: str = ...,
-    version: int | str = ...,
-    unless: Callable[[Any], object] | None = ...,
-    depends_on: Sequence[Any] | Callable[..., Sequence[Any]] | None = ...,
-) -> Callable[[Callable[P, R]], Cached[P, R]]: ...
-
-
-@overload
-def cached(
-    *,
-    timeout: float | datetime.timedelta | None = ...,
     cache: str | None = ...,
     key: Callable[..., Any] | Sequence[str] | None = ...,
     prefix: str = ...,

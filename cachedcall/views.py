@@ -208,22 +208,7 @@ def cached_view(view: Callable[P, R], /) -> Cached[P, R]: ...
 @overload
 def cached_view(
     timeout: float | datetime.timedelta | None = ...,
-    /,
     *,
-    cache: str | None = ...,
-    depends_on: Sequence[Any] | Callable[..., Sequence[Any]] | None = ...,
-    prefix: str = ...,
-    version: int | str = ...,
-    vary_on: Iterable[str] = ...,
-    per_user: bool = ...,
-    statuses: Iterable[int] = ...,
-) -> Callable[[Callable[P, R]], Cached[P, R]]: ...
-
-
-@overload
-def cached_view(
-    *,
-    timeout: float | datetime.timedelta | None = ...,
     cache: str | None = ...,
     depends_on: Sequence[Any] | Callable[..., Sequence[Any]] | None = ...,
     prefix: str = ...,

@@ -107,7 +107,8 @@ def test_responses_using_the_csrf_token_are_not_stored():
 
 
 @pytest.mark.parametrize(
-    "value", ["private", "Private", "PRIVATE", "max-age=60, private", "no-store", "No-Cache", " no-cache ,public"]
+    "value",
+    ["private", "Private", "PRIVATE", "max-age=60, private", "no-store", "No-Cache", " no-cache ,public"],
 )
 def test_private_cache_control_in_any_case_is_not_stored(value):
     reason = _refusal(f"/cache-control/?value={value}")
@@ -208,7 +209,9 @@ def test_the_active_language_is_in_the_key():
 
 @override_settings(USE_X_FORWARDED_HOST=True)
 def test_x_forwarded_host_never_poisons_another_hosts_entry():
-    assert get("/host/", HTTP_HOST="a.example", HTTP_X_FORWARDED_HOST="b.example").content == b"host 1 b.example"
+    assert (
+        get("/host/", HTTP_HOST="a.example", HTTP_X_FORWARDED_HOST="b.example").content == b"host 1 b.example"
+    )
     assert get("/host/", HTTP_HOST="a.example").content == b"host 2 a.example"
     assert get("/host/", HTTP_HOST="b.example").content == b"host 1 b.example"
     assert get("/host/", HTTP_HOST="evil.example").status_code == 400  # DisallowedHost, as Django

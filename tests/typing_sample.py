@@ -23,6 +23,16 @@ async def aclasses(club: str) -> list[str]:
     return [club]
 
 
+@cached_view(600, per_user=True)
+def club_page(request: HttpRequest, clubname: str) -> HttpResponse:
+    return HttpResponse(clubname)
+
+
+def use_view(request: HttpRequest) -> None:
+    assert_type(club_page(request, "chess"), HttpResponse)
+    club_page(request, 3)  # type: ignore[arg-type]
+
+
 class Clubs:
     @cached(timeout=60)
     def classes(self, weekday: int) -> list[int]:
