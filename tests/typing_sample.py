@@ -2,10 +2,13 @@
 # assert_type lines fail, and the "type: ignore" lines become unused ignores (an error).
 from __future__ import annotations
 
+from django.http import HttpRequest
+from django.http import HttpResponse
 from typing_extensions import assert_type
 
 from cachedcall import Cached
 from cachedcall import cached
+from cachedcall import cached_view
 
 
 @cached(timeout=60)
