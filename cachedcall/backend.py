@@ -21,6 +21,8 @@ from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.core.signals import setting_changed
 
+from cachedcall import fastpaths
+
 __all__: list[str] = []
 
 logger = logging.getLogger("cachedcall")
@@ -47,6 +49,7 @@ _DECODE_ERRORS = (
 )
 
 errors: Counter[str] = Counter()
+_readers: dict[type, Any] = {}
 _down: dict[str, float] = {}
 _lock = threading.Lock()
 _local = threading.local()
@@ -170,7 +173,10 @@ def unpack(envelope: Any, stamps: tuple[Any, ...]) -> Any:
 def read(cache: BaseCache, alias: str, keys: Sequence[str]) -> dict[str, Any] | None:
     """Read ``keys`` in one round trip; ``None`` when the backend is failing."""
     try:
-        found = cache.get_many(keys)
+        reader = _readers.get(type(cache), MISSING)
+        if reader is MISSING:
+            reader = _readers[type(cache)] = fastpaths.reader_for(type(cache))
+        found = cache.get_many(keys) if reader is None else reader(cache, keys)
     except _DECODE_ERRORS as exc:
         return _read_one_by_one(cache, alias, keys, exc)
     except Exception as exc:
@@ -204,19 +210,14 @@ def _read_one_by_one(
 
 
 async def aread(cache: BaseCache, alias: str, keys: Sequence[str]) -> dict[str, Any] | None:
-    """The async form of :func:`read`."""
-    try:
-        found = await cache.aget_many(keys)
-    except _DECODE_ERRORS as exc:
-        from asgiref.sync import sync_to_async
+    """The async form of :func:`read`, still one round trip.
 
-        return await sync_to_async(_read_one_by_one)(cache, alias, keys, exc)
-    except Exception as exc:
-        failed(alias, "get_many", exc)
-        return None
-    if _down:
-        succeeded(alias)
-    return found
+    Django's ``aget_many`` awaits ``aget`` once per key, which is a round trip per key on
+    every backend Django ships; the one ``get_many`` of :func:`read` runs in a thread instead.
+    """
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(read)(cache, alias, keys)
 
 
 def write(cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any) -> bool:

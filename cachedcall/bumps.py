@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -180,15 +181,25 @@ def bump_now(keys: Iterable[str]) -> bool:
     return ok
 
 
+_retried = [0.0]
+
+
 def retry_dirty(keys: Iterable[str]) -> bool:
-    """Retry failed bumps among ``keys``; return True when none is dirty any more."""
+    """Retry failed bumps among ``keys``; return True when none of them is dirty any more.
+
+    Dirty counters the call does not read are retried too, at most once a second, so they
+    settle as soon as the backend answers rather than when a reader happens to need them.
+    """
     stuck = [k for k in keys if k in dirty]
-    if not stuck:
+    now = time.monotonic()
+    if stuck:
+        if not bump_now(stuck):
+            return False
+    elif now - _retried[0] < 1.0:
         return True
-    if not bump_now(stuck):
-        return False
-    # The backend answers again: settle every other failed bump now, not call by call.
-    bump_now(list(dirty))
+    _retried[0] = now
+    if dirty:
+        bump_now(list(dirty))
     return True
 
 

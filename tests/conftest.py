@@ -39,16 +39,26 @@ def _config(name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
 
 @pytest.fixture(params=["locmem", "memcached", "redis"])
 def backend_name(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Run the test once per real backend, with that backend as the 'default' alias.
-
-    The backend classes are the real ones subclassed only to count calls (tests/counting.py).
-    """
-    config = {**_config(request.param, request), "BACKEND": counting.BACKENDS[request.param]}
-    counting.calls.clear()
+    """Run the test once per real backend, with that backend as the 'default' alias."""
+    config = _config(request.param, request)
     with override_settings(CACHES={"default": config, "other": dict(servers.LOCMEM, LOCATION="other")}):
         caches["default"].clear()
         caches["other"].clear()
         yield request.param
+        caches["default"].close()
+
+
+@pytest.fixture
+def counted(backend_name: str, request: pytest.FixtureRequest) -> Iterator[counting.Counter[str]]:
+    """The same backend through a subclass that counts the calls made to it (round trips).
+
+    The subclasses override get_many, so cachedcall uses Django's own get_many with them
+    rather than its faster readers; tests/test_fastpaths.py covers those.
+    """
+    config = {**_config(backend_name, request), "BACKEND": counting.BACKENDS[backend_name]}
+    with override_settings(CACHES={"default": config, "other": dict(servers.LOCMEM, LOCATION="other")}):
+        counting.calls.clear()
+        yield counting.calls
         caches["default"].close()
 
 

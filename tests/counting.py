@@ -13,6 +13,7 @@ from django.core.cache.backends.memcached import PyMemcacheCache
 from django.core.cache.backends.redis import RedisCache
 
 calls: Counter[str] = Counter()
+__all__ = ["Counter", "calls"]
 OPERATIONS = ("get", "get_many", "set", "set_many", "add", "incr", "delete", "delete_many")
 
 

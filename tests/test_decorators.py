@@ -153,6 +153,7 @@ def test_async_functions_and_methods_store_values_not_coroutines():
         assert await Clubs("a").aclasses(2) == "a-2"
         assert await async_classes.refresh("chess") == ["chess", 2]
         assert await async_classes("chess") == ["chess", 2]
+        caches.close_all()  # as request_finished does at the end of an ASGI request
 
     asyncio.run(scenario())
     assert calls["async"] == 2 and calls["amethod"] == 1

@@ -161,7 +161,7 @@ def _version(key_suffix):
     return caches["default"].get(f"cc:v:{key_suffix}")
 
 
-def test_bumps_wait_for_the_outermost_commit_and_happen_once_per_key(clubs):
+def test_bumps_wait_for_the_outermost_commit_and_happen_once_per_key(clubs, counted):
     chess, _ = clubs
     all_classes()
     table = _version("testapp.clubclass")
@@ -273,7 +273,7 @@ def test_an_evicted_counter_is_a_miss_and_never_revives_old_entries(clubs):
     assert new is not None and new != old and new > 1_000  # random seed, not 1
 
 
-def test_a_hit_is_one_round_trip_whatever_it_depends_on(clubs):
+def test_a_hit_is_one_round_trip_whatever_it_depends_on(clubs, counted):
     chess, _ = clubs
 
     @cached(timeout=60, depends_on=lambda club: [Club, ClubClass, Tag, club, where(ClubClass, club=club)])
@@ -382,7 +382,7 @@ def test_queryset_mixin_bumps_update_bulk_create_bulk_update_and_delete(clubs):
         assert (calls["chess"], calls["all"]) == (before[0] + 1, before[1] + 1)
 
 
-def test_a_large_delete_bumps_each_key_once(clubs):
+def test_a_large_delete_bumps_each_key_once(clubs, counted):
     chess, _ = clubs
     ClubClass.objects.bulk_create([ClubClass(club=chess, name=f"n{i}") for i in range(1000)])
     table = _version("testapp.clubclass")

@@ -1,0 +1,325 @@
+"""Benchmarks: a decorated call against the hand-written pattern and the peers, same run.
+
+    pip install -e ".[bench]"
+    python benchmarks/run.py                 # everything; prints a table, writes JSON
+    python benchmarks/run.py --fast          # fewer processes and values, for a quick look
+
+The master process starts memcached and redis-server on free loopback ports and hands their
+addresses to pyperf's worker processes on the command line. A function with one int
+argument returns a list of 20 small dicts, as in ``shared/PERFORMANCE.md``. Medians are
+reported, and ratios against the hand-written ``cache.get``/``cache.set`` pattern measured in
+the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]
+
+import pyperf  # noqa: E402
+
+VALUE = [{"id": i, "name": f"class {i}", "weekday": i % 7} for i in range(20)]
+BACKENDS = ("locmem", "memcached", "redis")
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def add_cmdline_args(cmd: list[str], args: Any) -> None:
+    cmd.extend(["--memcached", args.memcached, "--redis", args.redis])
+    if args.only:
+        cmd.extend(["--only", args.only])
+
+
+def configure(args: Any) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    import django
+    from django.conf import settings
+
+    memcached_options = {
+        "connect_timeout": 0.5,
+        "timeout": 0.5,
+        "retry_attempts": 0,
+        "dead_timeout": 5,
+        "use_pooling": True,
+    }
+    caches = {
+        "locmem": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "OPTIONS": {"MAX_ENTRIES": 1_000_000},
+        },
+        "memcached": {
+            "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
+            "LOCATION": args.memcached,
+            "OPTIONS": memcached_options,
+        },
+        "redis": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://{args.redis}/0",
+        },
+    }
+    django.setup()
+    settings.CACHES = {"default": caches["locmem"], **caches}
+
+
+# --- the scenarios -----------------------------------------------------------------------------
+
+
+def build(backend: str, args: Any) -> dict[str, Any]:
+    """Return ``{name: time_func}`` for one backend; each time_func(loops) -> seconds."""
+    from cache_memoize import cache_memoize
+    from django.core.cache import caches
+    from django.test import RequestFactory
+    from django.views.decorators.cache import cache_page
+
+    import cachedcall
+    from cachedcall import cached
+    from cachedcall import cached_view
+    from tests.testapp.models import Club
+    from tests.testapp.models import ClubClass
+    from tests.testapp.models import Tag
+
+    cache = caches[backend]
+    club = Club(pk=7, name="chess")  # a saved-looking instance: keyed by pk, no query
+
+    def compute(n: int) -> list[dict[str, Any]]:
+        return VALUE
+
+    def hand(n: int) -> list[dict[str, Any]]:
+        key = f"classes:{n}"
+        value = cache.get(key)
+        if value is None:
+            value = compute(n)
+            cache.set(key, value, 300)
+        return value
+
+    def hand3(n: int, club: Any, weekday: int | None = None) -> list[dict[str, Any]]:
+        key = f"classes:{n}:{club.pk}:{weekday}"
+        value = cache.get(key)
+        if value is None:
+            value = compute(n)
+            cache.set(key, value, 300)
+        return value
+
+    one = cached(timeout=300, cache=backend)(compute)
+
+    @cached(timeout=300, cache=backend)
+    def three(n: int, club: Any, weekday: int | None = None) -> list[dict[str, Any]]:
+        return VALUE
+
+    dep1 = cached(timeout=300, cache=backend, depends_on=[ClubClass], prefix="dep1")(compute)
+    dep3 = cached(timeout=300, cache=backend, depends_on=[Club, ClubClass, Tag], prefix="dep3")(compute)
+
+    @cached(timeout=300, cache=backend)
+    async def acompute(n: int) -> list[dict[str, Any]]:
+        return VALUE
+
+    memoize = cache_memoize(300, cache_alias=backend)(compute)
+    dogpile = _dogpile(backend, args)(compute)
+
+    scenarios: dict[str, Any] = {
+        "raw cache.get (floor)": _loop(lambda: cache.get("classes:1")),
+        "hand-written": _loop(lambda: hand(1)),
+        "cachedcall": _loop(lambda: one(1)),
+        "hand-written, 3 args": _loop(lambda: hand3(1, club, weekday=2)),
+        "cachedcall, 3 args": _loop(lambda: three(1, club, weekday=2)),
+        "cachedcall, depends_on 1 model": _loop(lambda: dep1(1)),
+        "cachedcall, depends_on 3 models": _loop(lambda: dep3(1)),
+        "cachedcall, async": _async_loop(acompute),
+        "django-cache-memoize": _loop(lambda: memoize(1)),
+        "dogpile.cache": _loop(lambda: dogpile(1)),
+        "miss: hand-written": _miss(hand),
+        "miss: cachedcall": _miss(one),
+        "miss: cachedcall, depends_on 3 models": _miss(dep3),
+        "miss: django-cache-memoize": _miss(memoize),
+        "miss: dogpile.cache": _miss(dogpile),
+    }
+
+    # Views: a cached_view hit against Django's cache_page hit, through RequestFactory.
+    factory = RequestFactory()
+    from django.http import HttpResponse
+
+    def page(request: Any) -> HttpResponse:
+        return HttpResponse("x" * 2000)
+
+    ours = cached_view(300, cache=backend)(page)
+    djangos = cache_page(300, cache=backend)(page)
+    request = factory.get("/clubs/chess/")
+    scenarios["view: cache_page"] = _loop(lambda: djangos(request))
+    scenarios["view: cached_view"] = _loop(lambda: ours(request))
+
+    for warm in (hand, one, dep1, dep3, memoize, dogpile):
+        warm(1)
+    hand3(1, club, weekday=2)
+    three(1, club, weekday=2)
+    asyncio.run(acompute(1))
+    ours(request), djangos(request)
+    assert cachedcall.is_enabled()
+    return scenarios
+
+
+def in_process() -> dict[str, Any]:
+    """Scenarios with no backend: the function itself, the switch off, cachetools."""
+    import cachetools
+
+    import cachedcall
+    from cachedcall import cached
+
+    def compute(n: int) -> list[dict[str, Any]]:
+        return VALUE
+
+    one = cached(timeout=300)(compute)
+    ttl: cachetools.TTLCache[Any, Any] = cachetools.TTLCache(maxsize=1000, ttl=300)
+    floor = cachetools.cached(ttl)(compute)
+    floor(1)
+
+    def switched_off(loops: int) -> float:
+        with cachedcall.disabled():
+            return _loop(lambda: one(1))(loops)
+
+    return {
+        "call the function directly": _loop(lambda: compute(1)),
+        "cachedcall, switched off": switched_off,
+        "cachetools (in-process floor)": _loop(lambda: floor(1)),
+    }
+
+
+def _loop(call: Any) -> Any:
+    def time_func(loops: int) -> float:
+        started = time.perf_counter()
+        for _ in range(loops):
+            call()
+        return time.perf_counter() - started
+
+    return time_func
+
+
+def _async_loop(func: Any) -> Any:
+    def time_func(loops: int) -> float:
+        async def run() -> float:
+            started = time.perf_counter()
+            for _ in range(loops):
+                await func(1)
+            return time.perf_counter() - started
+
+        return asyncio.run(run())
+
+    return time_func
+
+
+_miss_counter = [10_000_000 + os.getpid() * 100_000_000]
+
+
+def _miss(func: Any) -> Any:
+    # Every call uses an argument never seen before, so every call is a miss (get + set).
+    def time_func(loops: int) -> float:
+        start = _miss_counter[0]
+        _miss_counter[0] += loops
+        started = time.perf_counter()
+        for n in range(start, start + loops):
+            func(n)
+        return time.perf_counter() - started
+
+    return time_func
+
+
+def _dogpile(backend: str, args: Any) -> Any:
+    from dogpile.cache import make_region
+
+    if backend == "memcached":
+        host, port = args.memcached.rsplit(":", 1)
+        region = make_region().configure(
+            "dogpile.cache.pymemcache", expiration_time=300, arguments={"url": [f"{host}:{port}"]}
+        )
+    elif backend == "redis":
+        host, port = args.redis.rsplit(":", 1)
+        region = make_region().configure(
+            "dogpile.cache.redis", expiration_time=300, arguments={"host": host, "port": int(port)}
+        )
+    else:
+        region = make_region().configure("dogpile.cache.memory_pickle", expiration_time=300)
+    return region.cache_on_arguments()
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+
+def report(results: dict[str, float], path: Path) -> str:
+    lines = []
+    for backend in BACKENDS:
+        base = results.get(f"{backend}/hand-written")
+        base3 = results.get(f"{backend}/hand-written, 3 args")
+        base_miss = results.get(f"{backend}/miss: hand-written")
+        view_base = results.get(f"{backend}/view: cache_page")
+        rows = [(k.split("/", 1)[1], v) for k, v in results.items() if k.startswith(backend + "/")]
+        if not rows:
+            continue
+        lines.append(f"\n{backend}")
+        lines.append(f"  {'scenario':<42}{'median':>12}{'ratio':>9}  against")
+        for name, value in rows:
+            if name.startswith("miss:"):
+                against, ref = "hand-written miss", base_miss
+            elif name.startswith("view:"):
+                against, ref = "cache_page", view_base
+            elif "3 args" in name:
+                against, ref = "hand-written, 3 args", base3
+            else:
+                against, ref = "hand-written", base
+            ratio = f"{value / ref:.2f}x" if ref else ""
+            lines.append(f"  {name:<42}{value * 1e6:>9.1f} µs{ratio:>9}  {against}")
+    local = [(k.split("/", 1)[1], v) for k, v in results.items() if k.startswith("process/")]
+    if local:
+        direct = results["process/call the function directly"]
+        lines.append("\nin process")
+        for name, value in local:
+            extra = (
+                f"  (+{(value - direct) * 1e9:.0f} ns over a direct call)" if "switched off" in name else ""
+            )
+            lines.append(f"  {name:<42}{value * 1e6:>9.3f} µs{extra}")
+    text = "\n".join(lines)
+    path.write_text(json.dumps({"medians_seconds": results, "table": text}, indent=2))
+    return text
+
+
+def main() -> None:
+    runner = pyperf.Runner(add_cmdline_args=add_cmdline_args, processes=6, values=5, warmups=1)
+    runner.argparser.add_argument("--memcached", default="")
+    runner.argparser.add_argument("--redis", default="")
+    runner.argparser.add_argument("--only", default="", help="run only scenarios whose name has this text")
+    args = runner.parse_args()
+    servers = []
+    if not args.worker and not args.memcached:
+        from tests import servers as test_servers
+
+        memcached, redis = test_servers.memcached().start(), test_servers.redis().start()
+        servers = [memcached, redis]
+        args.memcached, args.redis = memcached.location, redis.location
+    configure(args)
+    results: dict[str, float] = {}
+    try:
+        groups = [("process", in_process())] + [(b, build(b, args)) for b in BACKENDS]
+        for group, scenarios in groups:
+            for name, time_func in scenarios.items():
+                full = f"{group}/{name}"
+                if args.only and args.only not in full:
+                    continue
+                bench = runner.bench_time_func(full, time_func)
+                if bench is not None:
+                    results[full] = bench.median()
+    finally:
+        for server in servers:
+            server.stop()
+    if not args.worker and results:
+        RESULTS.mkdir(exist_ok=True)
+        print(report(results, RESULTS / "latest.json"))
+        print(f"\nmedians written to {RESULTS / 'latest.json'}")
+
+
+if __name__ == "__main__":
+    main()

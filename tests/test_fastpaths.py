@@ -1,0 +1,105 @@
+"""The faster readers give exactly what Django's get_many gives, in one request per node."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.core.cache import caches
+from django.test import override_settings
+
+from cachedcall import backend
+from cachedcall import fastpaths
+from tests import counting
+from tests import servers
+
+KEYS = ["cc:a", "cc:b", "cc:none", "cc:expired", "cc:missing", "cc:" + "x" * 60]
+
+
+def _fill(cache):
+    cache.set("cc:a", {"a": [1, 2]}, 60)
+    cache.set("cc:b", 7, None)
+    cache.set("cc:none", None, 60)
+    cache.set("cc:expired", "old", 1)
+    cache.set("cc:" + "x" * 60, b"bytes", 60)
+
+
+@pytest.mark.usefixtures("backend_name")
+def test_readers_return_what_get_many_returns():
+    cache = caches["default"]
+    reader = fastpaths.reader_for(type(cache))
+    if type(cache).__name__ == "RedisCache":
+        assert reader is None  # Redis's get_many is one MGET already
+        return
+    assert reader is not None
+    _fill(cache)
+    time.sleep(1.1)
+    assert reader(cache, KEYS) == cache.get_many(KEYS)
+    assert set(reader(cache, KEYS)) == {"cc:a", "cc:b", "cc:none", "cc:" + "x" * 60}
+
+
+def test_subclasses_that_override_get_many_keep_it():
+    assert fastpaths.reader_for(counting.CountingLocMemCache) is None
+    assert fastpaths.reader_for(counting.CountingPyMemcacheCache) is None
+
+
+class _CountingClient:
+    """Wraps one real pymemcache client to count requests; everything else passes through."""
+
+    def __init__(self, client, calls):
+        self._client, self._calls = client, calls
+
+    def get_many(self, keys, *args, **kwargs):
+        self._calls.append(len(keys))
+        return self._client.get_many(keys, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize("nodes", [1, 3])
+def test_memcached_reader_makes_one_request_per_node(nodes):
+    pool = [servers.memcached().start() for _ in range(nodes)]
+    try:
+        config = servers.memcached_config(pool[0])
+        config["LOCATION"] = [s.location for s in pool]
+        with override_settings(CACHES={"default": config}):
+            cache = caches["default"]
+            keys = [f"cc:key{i}" for i in range(30)]
+            cache.set_many({k: i for i, k in enumerate(keys)}, 60)
+            requests: list[int] = []
+            hash_client = cache._cache
+            hash_client.clients = {
+                name: _CountingClient(client, requests) for name, client in hash_client.clients.items()
+            }
+            found = fastpaths._pymemcache_get_many(cache, keys)
+            assert found == {k: i for i, k in enumerate(keys)}
+            assert len(requests) == min(nodes, len(requests)) and sum(requests) == 30
+            assert len(requests) <= nodes
+            again: list[int] = []
+            for client in hash_client.clients.values():
+                client._calls = again
+            fastpaths._pymemcache_get_many(cache, keys)  # node lookups now memoized
+            assert sum(again) == 30
+            cache.close()
+    finally:
+        for server in pool:
+            server.stop()
+
+
+def test_a_failing_node_is_handed_back_to_hash_client():
+    server = servers.memcached().start()
+    with override_settings(CACHES={"default": servers.memcached_config(server)}):
+        cache = caches["default"]
+        cache.set("cc:k", 1, 60)
+        assert backend.read(cache, "default", ["cc:k"]) == {"cc:k": 1}
+        server.stop()
+        # The open connection sees the close first (not an OSError: HashClient does not mark
+        # the node for that either); the reconnect is refused and the node is marked dead.
+        assert backend.read(cache, "default", ["cc:k"]) is None
+        assert backend.read(cache, "default", ["cc:k"]) is None
+        assert cache._cache._dead_clients
+        started = time.monotonic()
+        assert backend.read(cache, "default", ["cc:k"]) is None
+        assert time.monotonic() - started < 0.1  # dead node: fails at once, no timeout
+        cache.close()
