@@ -215,6 +215,8 @@ async def aread(cache: BaseCache, alias: str, keys: Sequence[str]) -> dict[str, 
     Django's ``aget_many`` awaits ``aget`` once per key, which is a round trip per key on
     every backend Django ships; the one ``get_many`` of :func:`read` runs in a thread instead.
     """
+    if fastpaths.in_memory(_readers.get(type(cache))):
+        return read(cache, alias, keys)  # locmem never blocks: no thread hop
     from asgiref.sync import sync_to_async
 
     return await sync_to_async(read)(cache, alias, keys)
@@ -232,6 +234,8 @@ def write(cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any) -
 
 async def awrite(cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any) -> bool:
     """The async form of :func:`write`."""
+    if fastpaths.in_memory(_readers.get(type(cache))):
+        return write(cache, alias, key, envelope, timeout)
     try:
         await cache.aset(key, envelope, timeout)
     except Exception as exc:

@@ -29,12 +29,42 @@ def reader_for(cls: type) -> Reader | None:
     from django.core.cache.backends.locmem import LocMemCache
     from django.core.cache.backends.memcached import PyMemcacheCache
 
-    if issubclass(cls, LocMemCache) and cls.get_many is LocMemCache.get_many and cls.get is LocMemCache.get:
-        if all(hasattr(LocMemCache, name) for name in ("_has_expired", "_delete")):
-            return _locmem_get_many
+    stock_locmem = cls.get_many is LocMemCache.get_many and cls.get is LocMemCache.get  # type: ignore[attr-defined]
+    if issubclass(cls, LocMemCache) and stock_locmem and hasattr(LocMemCache, "_delete"):
+        return _locmem_get_many
     if issubclass(cls, PyMemcacheCache) and cls.get_many is PyMemcacheCache.get_many:
         return _pymemcache_get_many
+    from django.core.cache.backends.redis import RedisCache
+
+    if issubclass(cls, RedisCache) and cls.get_many is RedisCache.get_many:
+        return _redis_get_many
     return None
+
+
+def in_memory(reader: Reader | None) -> bool:
+    """Whether a reader never blocks on I/O (so async code may call it on the event loop)."""
+    return reader is _locmem_get_many
+
+
+def _redis_get_many(cache: Any, keys: Sequence[str]) -> dict[str, Any]:
+    # RedisCache.get_many without the per-key validation, and without building a new
+    # redis.Redis client object for every call: one per connection pool is reused (they
+    # are thread-safe). Replica selection and the serializer stay Django's.
+    from django.core.cache.backends.redis import RedisCacheClient
+
+    redis_client: Any = cache._cache
+    stock = type(redis_client) is RedisCacheClient  # a custom client keeps its own get_many
+    if not stock:
+        return dict(cache.get_many(keys))
+    pool = redis_client._get_connection_pool(False)
+    held = redis_client.__dict__.setdefault("_cachedcall_clients", {})
+    client = held.get(id(pool))
+    if client is None:
+        client = held[id(pool)] = redis_client._client(connection_pool=pool)
+    made = [cache.make_key(key) for key in keys]
+    loads = redis_client._serializer.loads
+    values = client.mget(made)
+    return {key: loads(value) for key, value in zip(keys, values, strict=True) if value is not None}
 
 
 def _locmem_get_many(cache: Any, keys: Sequence[str]) -> dict[str, Any]:
