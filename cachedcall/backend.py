@@ -50,6 +50,7 @@ _DECODE_ERRORS = (
 
 errors: Counter[str] = Counter()
 _readers: dict[type, Any] = {}
+_writers: dict[type, Any] = {}
 _down: dict[str, float] = {}
 _lock = threading.Lock()
 _local = threading.local()
@@ -225,7 +226,13 @@ async def aread(cache: BaseCache, alias: str, keys: Sequence[str]) -> dict[str, 
 def write(cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any) -> bool:
     """Store one entry; return whether it was stored."""
     try:
-        cache.set(key, envelope, timeout)
+        writer = _writers.get(type(cache), MISSING)
+        if writer is MISSING:
+            writer = _writers[type(cache)] = fastpaths.writer_for(type(cache))
+        if writer is None:
+            cache.set(key, envelope, timeout)
+        else:
+            writer(cache, key, envelope, timeout)
     except Exception as exc:
         failed(alias, "set", exc)
         return False

@@ -16,7 +16,7 @@ _MEMCACHED = "django.core.cache.backends.memcached.PyMemcacheCache"
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     from cachedcall import conf
-    from cachedcall.decorators import registry
+    from cachedcall.core import registry
 
     try:
         current = conf.get()

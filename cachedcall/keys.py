@@ -167,7 +167,37 @@ def _encode(v: Any, out: list[str]) -> None:
     if handler is not None:
         handler(v, out)
         return
+    handler = _handler_for(type(v))
+    if handler is not None:
+        _EXACT[type(v)] = handler  # resolved once per type, not per call
+        handler(v, out)
+        return
     _encode_other(v, out)
+
+
+def _handler_for(cls: type) -> Callable[[Any, list[str]], None] | None:
+    """The handler for a type whose encoding depends on its type alone, if any."""
+    if isinstance(cls, type) and cls is not type and getattr(cls, "__cache_key__", None) is None:
+        meta = getattr(cls, "_meta", None)
+        if meta is not None and _is_model_class(cls):
+            return _model_instance
+        if issubclass(cls, enum.Enum) or issubclass(cls, Promise):
+            return None  # handled (cheaply enough) by _encode_other
+    return None
+
+
+def _model_instance(v: Any, out: list[str]) -> None:
+    if v.pk is None:
+        raise _Unkeyable(v, f"the {type(v).__name__} instance is not saved (its pk is None)")
+    out.append(f"r{v._meta.concrete_model._meta.label_lower}(")
+    _encode(v.pk, out)
+    out.append(")")
+
+
+def _is_model_class(cls: type) -> bool:
+    from django.db import models
+
+    return issubclass(cls, models.Model)
 
 
 def _encode_other(v: Any, out: list[str]) -> None:

@@ -22,9 +22,9 @@ from typing import overload
 from django.http import HttpResponse
 from django.utils import translation
 
+from cachedcall.core import Core
 from cachedcall.decorators import OPTIONS
 from cachedcall.decorators import CachedFunction
-from cachedcall.decorators import Core
 from cachedcall.decorators import check_options
 from cachedcall.exceptions import InvalidOption
 

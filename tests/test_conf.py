@@ -54,7 +54,7 @@ def test_unknown_alias_is_reported_by_the_system_check():
         assert any(m.id == "cachedcall.E001" and "CACHEDCALL['CACHE']" in m.msg for m in check_settings())
     with override_settings(CACHEDCALL={"bad": 1}):
         assert [m.id for m in check_settings()] == ["cachedcall.E002"]
-    from cachedcall.decorators import registry
+    from cachedcall.core import registry
 
     registry.remove(f._self_core)
 

@@ -241,9 +241,17 @@ def test_async_views():
 def test_class_based_views_with_method_decorator_and_as_view():
     assert get("/class-based/").content == get("/class-based/").content == b"class_based 1"
     assert get("/as-view/").content == get("/as-view/").content == b"as_view 1"
-    from cachedcall.decorators import registry
+    from cachedcall.core import registry
 
     assert sum(core.name.endswith("ClassBased.get") for core in registry) == 1  # one core, reused
+
+
+def test_composes_with_djangos_own_decorators():
+    assert get("/composed-vary/", HTTP_X_FLAVOUR="mint").content == b"composed_vary 1 mint"
+    assert get("/composed-vary/", HTTP_X_FLAVOUR="lime").content == b"composed_vary 2 lime"
+    assert get("/composed-vary/", HTTP_X_FLAVOUR="mint").content == b"composed_vary 1 mint"
+    assert _refusal("/composed-never/").startswith("Cache-Control: ")
+    assert views.ran["composed_never"] == 2
 
 
 def test_switch_and_fail_open_apply():

@@ -22,4 +22,6 @@ urlpatterns = [
     path("async/", views.async_page),
     path("class-based/", views.ClassBased.as_view()),
     path("as-view/", views.as_view_page),
+    path("composed-vary/", views.composed_vary),
+    path("composed-never/", views.composed_never),
 ]

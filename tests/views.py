@@ -11,6 +11,8 @@ from django.template.response import TemplateResponse
 from django.utils import translation
 from django.utils.decorators import method_decorator
 from django.views import View
+from django.views.decorators.cache import never_cache
+from django.views.decorators.vary import vary_on_headers
 
 from cachedcall import cached_view
 from cachedcall import where
@@ -136,3 +138,15 @@ class AsView(View):
 
 
 as_view_page = cached_view(600)(AsView.as_view())
+
+
+@cached_view(600)
+@vary_on_headers("X-Flavour")
+def composed_vary(request):
+    return _body("composed_vary", request.headers.get("X-Flavour", "none"))
+
+
+@cached_view(600)
+@never_cache
+def composed_never(request):
+    return _body("composed_never")
