@@ -171,12 +171,17 @@ def unpack(envelope: Any, stamps: tuple[Any, ...]) -> Any:
 # --- operations ---------------------------------------------------------------------------------
 
 
+def _reader(cache: BaseCache) -> Any:
+    reader = _readers.get(type(cache), MISSING)
+    if reader is MISSING:
+        reader = _readers[type(cache)] = fastpaths.reader_for(type(cache))
+    return reader
+
+
 def read(cache: BaseCache, alias: str, keys: Sequence[str]) -> dict[str, Any] | None:
     """Read ``keys`` in one round trip; ``None`` when the backend is failing."""
     try:
-        reader = _readers.get(type(cache), MISSING)
-        if reader is MISSING:
-            reader = _readers[type(cache)] = fastpaths.reader_for(type(cache))
+        reader = _reader(cache)
         found = cache.get_many(keys) if reader is None else reader(cache, keys)
     except _DECODE_ERRORS as exc:
         return _read_one_by_one(cache, alias, keys, exc)
@@ -216,7 +221,7 @@ async def aread(cache: BaseCache, alias: str, keys: Sequence[str]) -> dict[str, 
     Django's ``aget_many`` awaits ``aget`` once per key, which is a round trip per key on
     every backend Django ships; the one ``get_many`` of :func:`read` runs in a thread instead.
     """
-    if fastpaths.in_memory(_readers.get(type(cache))):
+    if fastpaths.in_memory(_reader(cache)):
         return read(cache, alias, keys)  # locmem never blocks: no thread hop
     from asgiref.sync import sync_to_async
 
@@ -241,7 +246,7 @@ def write(cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any) -
 
 async def awrite(cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any) -> bool:
     """The async form of :func:`write`."""
-    if fastpaths.in_memory(_readers.get(type(cache))):
+    if fastpaths.in_memory(_reader(cache)):
         return write(cache, alias, key, envelope, timeout)
     try:
         await cache.aset(key, envelope, timeout)
