@@ -214,9 +214,20 @@ def _loop(call: Any) -> Any:
         started = time.perf_counter()
         for _ in range(loops):
             call()
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        _check_no_cache_errors()
+        return elapsed
 
     return time_func
+
+
+def _check_no_cache_errors() -> None:
+    # A failing cache fails open, which would time the function, not the cache: refuse.
+    import cachedcall
+
+    errors = cachedcall.stats()["errors"]
+    if errors:
+        raise RuntimeError(f"cache errors during the benchmark: {errors}; the numbers would be meaningless")
 
 
 def _async_loop(func: Any) -> Any:
@@ -227,7 +238,9 @@ def _async_loop(func: Any) -> Any:
                 await func(1)
             return time.perf_counter() - started
 
-        return asyncio.run(run())
+        elapsed = asyncio.run(run())
+        _check_no_cache_errors()
+        return elapsed
 
     return time_func
 
@@ -243,7 +256,9 @@ def _miss(func: Any) -> Any:
         started = time.perf_counter()
         for n in range(start, start + loops):
             func(n)
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        _check_no_cache_errors()
+        return elapsed
 
     return time_func
 
