@@ -150,6 +150,17 @@ def test_keys_are_short_printable_ascii_even_for_huge_arguments():
     assert len(key) <= 64 and key.isascii() and key.isprintable() and " " not in key
 
 
+def test_keys_stay_short_with_the_longest_prefix_and_name(settings):
+    settings.CACHEDCALL = {"KEY_PREFIX": "p" * 32}
+
+    @cached(timeout=1)
+    def a_function_name_that_is_much_longer_than_forty_characters_in_all(x):
+        return x
+
+    key = a_function_name_that_is_much_longer_than_forty_characters_in_all.key("x" * 10_000)
+    assert len(key) == 32 + 1 + 40 + 1 + 24 == 98
+
+
 def test_keys_do_not_depend_on_hash_seed():
     code = (
         "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='tests.settings'; django.setup();"
