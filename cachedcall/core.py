@@ -310,10 +310,8 @@ class Core:
         started: float,
         failed: bool,
     ) -> Any:
-        if corrupt:
-            backend.delete(backend.cache_for(self.alias), self.alias, [ekey])
-        if stamps is not None and None in stamps:
-            stamps = self.seed(ckeys, stamps)
+        if corrupt or (stamps is not None and None in stamps):
+            stamps = self.before_compute(ekey, ckeys, stamps, corrupt)
         began = time.perf_counter()
         result = wrapped(*args, **kwargs)
         duration = time.perf_counter() - began
@@ -324,6 +322,20 @@ class Core:
         if events.active:
             self.report(skey, failed, stored, envelope, started)
         return result
+
+    def before_compute(
+        self, ekey: str, ckeys: list[str], stamps: tuple[Any, ...] | None, corrupt: bool
+    ) -> tuple[Any, ...] | None:
+        """The I/O a miss may need first: drop a corrupt entry, create missing counters.
+
+        Returns the stamps to record; ``None`` when a counter could not be created (then
+        nothing is stored, since the entry could not be stamped).
+        """
+        if corrupt:
+            backend.delete(backend.cache_for(self.alias), self.alias, [ekey])
+        if stamps is not None and None in stamps:
+            stamps = self.seed(ckeys, stamps)
+        return stamps
 
     def seed(self, ckeys: list[str], stamps: tuple[Any, ...]) -> tuple[Any, ...] | None:
         missing = [k for k, v in zip(ckeys, stamps, strict=True) if v is None]
@@ -387,10 +399,8 @@ class Core:
         started: float,
         failed: bool,
     ) -> Any:
-        if corrupt:
-            await sync_to_async(backend.delete)(backend.lookup(self.alias), self.alias, [ekey])
-        if stamps is not None and None in stamps:
-            stamps = await sync_to_async(self.seed)(ckeys, stamps)
+        if corrupt or (stamps is not None and None in stamps):
+            stamps = await sync_to_async(self.before_compute)(ekey, ckeys, stamps, corrupt)
         began = time.perf_counter()
         result = await wrapped(*args, **kwargs)
         duration = time.perf_counter() - began
