@@ -6,8 +6,10 @@ compute -> one backend write -> return.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import threading
 import time
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -20,6 +22,7 @@ from cachedcall import backend
 from cachedcall import bumps
 from cachedcall import conf
 from cachedcall import events
+from cachedcall import flights
 from cachedcall import switch
 from cachedcall.backend import MISSING
 from cachedcall.exceptions import InvalidOption
@@ -106,6 +109,10 @@ class Core:
             None
         )
         self.serve: Callable[[Any, Any], Any] | None = None
+        single_flight = options.get("single_flight", True)
+        if not isinstance(single_flight, bool):
+            raise InvalidOption(f"{owner}: single_flight must be True or False, not {single_flight!r}.")
+        self.flights = flights.Flights() if single_flight else None
         self.hits = self.misses = self.errors = 0
         self._conf: conf.Settings | None = None
         self._logged_pickle_error = False
@@ -287,7 +294,33 @@ class Core:
             if events.active:
                 events.emit(self, ekey, events.HIT, time.perf_counter() - started)
             return value
-        return self.compute(wrapped, args, kwargs, ekey, ckeys, stamps, corrupt, started, found is None)
+        if self.flights is None:
+            return self.compute(wrapped, args, kwargs, ekey, ckeys, stamps, corrupt, started, found is None)
+        flight, leads = self.flights.join(ekey, ekey, threading.get_ident())
+        if not leads and flight.done.wait(flights.WAIT):
+            shared = flight.value(ekey)
+            if shared is not MISSING:
+                return self.shared(shared, flight, ekey, started)
+        return self.compute(
+            wrapped,
+            args,
+            kwargs,
+            ekey,
+            ckeys,
+            stamps,
+            corrupt,
+            started,
+            found is None,
+            (ekey, flight) if leads else None,
+        )
+
+    def shared(self, value: Any, flight: flights.Flight, ekey: str, started: float) -> Any:
+        """A follower's value: the leader's, as if read from the cache."""
+        if self.serve is not None:
+            value = self.serve(value, flight.envelope)
+        if events.active:
+            events.emit(self, ekey, events.HIT, time.perf_counter() - started)
+        return value
 
     def read(self, ekey: str, ckeys: list[str]) -> dict[str, Any] | None:
         if not self.split:
@@ -309,13 +342,21 @@ class Core:
         corrupt: bool,
         started: float,
         failed: bool,
+        flight: tuple[Any, flights.Flight] | None = None,
     ) -> Any:
         if corrupt or (stamps is not None and None in stamps):
             stamps = self.before_compute(ekey, ckeys, stamps, corrupt)
-        began = time.perf_counter()
-        result = wrapped(*args, **kwargs)
-        duration = time.perf_counter() - began
-        skey, envelope = self.envelope(stamps, duration, result, (args, kwargs, ekey))
+        try:
+            began = time.perf_counter()
+            result = wrapped(*args, **kwargs)
+            duration = time.perf_counter() - began
+            skey, envelope = self.envelope(stamps, duration, result, (args, kwargs, ekey))
+        except BaseException as exc:
+            if flight is not None:
+                self.flights.land(flight[0], flight[1], None, None, exc)  # type: ignore[union-attr]
+            raise
+        if flight is not None:
+            self.flights.land(flight[0], flight[1], skey, None if envelope is MISSING else envelope, None)  # type: ignore[union-attr]
         stored = envelope is not MISSING and backend.write(
             backend.cache_for(self.alias), self.alias, skey, envelope, self.store_timeout
         )
@@ -383,8 +424,27 @@ class Core:
             if events.active:
                 events.emit(self, ekey, events.HIT, time.perf_counter() - started)
             return value
+        if self.flights is None:
+            return await self.acompute(
+                wrapped, args, kwargs, ekey, ckeys, stamps, corrupt, started, found is None
+            )
+        slot = (id(asyncio.get_running_loop()), ekey)
+        flight, leads = self.flights.join(ekey, slot, asyncio.current_task())
+        if not leads and await flights.wait_async(flight):
+            shared = flight.value(ekey)
+            if shared is not MISSING:
+                return self.shared(shared, flight, ekey, started)
         return await self.acompute(
-            wrapped, args, kwargs, ekey, ckeys, stamps, corrupt, started, found is None
+            wrapped,
+            args,
+            kwargs,
+            ekey,
+            ckeys,
+            stamps,
+            corrupt,
+            started,
+            found is None,
+            (slot, flight) if leads else None,
         )
 
     async def acompute(
@@ -398,13 +458,23 @@ class Core:
         corrupt: bool,
         started: float,
         failed: bool,
+        flight: tuple[Any, flights.Flight] | None = None,
     ) -> Any:
-        if corrupt or (stamps is not None and None in stamps):
-            stamps = await sync_to_async(self.before_compute)(ekey, ckeys, stamps, corrupt)
-        began = time.perf_counter()
-        result = await wrapped(*args, **kwargs)
-        duration = time.perf_counter() - began
-        skey, envelope = self.envelope(stamps, duration, result, (args, kwargs, ekey))
+        try:
+            if corrupt or (stamps is not None and None in stamps):
+                stamps = await sync_to_async(self.before_compute)(ekey, ckeys, stamps, corrupt)
+            began = time.perf_counter()
+            result = await wrapped(*args, **kwargs)
+            duration = time.perf_counter() - began
+            skey, envelope = self.envelope(stamps, duration, result, (args, kwargs, ekey))
+        except BaseException as exc:
+            # Also a cancelled leader: its followers are released (and compute themselves).
+            if flight is not None:
+                error = None if isinstance(exc, asyncio.CancelledError) else exc
+                self.flights.land(flight[0], flight[1], None, None, error)  # type: ignore[union-attr]
+            raise
+        if flight is not None:
+            self.flights.land(flight[0], flight[1], skey, None if envelope is MISSING else envelope, None)  # type: ignore[union-attr]
         stored = envelope is not MISSING and await backend.awrite(
             backend.lookup(self.alias), self.alias, skey, envelope, self.store_timeout
         )

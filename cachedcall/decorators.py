@@ -28,7 +28,7 @@ R = TypeVar("R")
 
 __all__ = ["cached"]
 
-OPTIONS = ("timeout", "cache", "key", "prefix", "version", "unless", "depends_on")
+OPTIONS = ("timeout", "cache", "key", "prefix", "version", "unless", "depends_on", "single_flight")
 
 
 # --- the wrapt proxies ------------------------------------------------------------------------
@@ -124,6 +124,7 @@ def cached(
     version: int | str = ...,
     unless: Callable[[Any], object] | None = ...,
     depends_on: Sequence[Any] | Callable[..., Sequence[Any]] | None = ...,
+    single_flight: bool = ...,
 ) -> Callable[[Callable[P, R]], Cached[P, R]]: ...
 
 

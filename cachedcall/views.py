@@ -35,7 +35,17 @@ __all__ = ["cached_view"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-VIEW_OPTIONS = ("timeout", "cache", "depends_on", "prefix", "version", "vary_on", "per_user", "statuses")
+VIEW_OPTIONS = (
+    "timeout",
+    "cache",
+    "depends_on",
+    "prefix",
+    "version",
+    "vary_on",
+    "per_user",
+    "statuses",
+    "single_flight",
+)
 _PRIVATE = ("private", "no-store", "no-cache")
 
 
@@ -216,6 +226,7 @@ def cached_view(
     vary_on: Iterable[str] = ...,
     per_user: bool = ...,
     statuses: Iterable[int] = ...,
+    single_flight: bool = ...,
 ) -> Callable[[Callable[P, R]], Cached[P, R]]: ...
 
 

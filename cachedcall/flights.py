@@ -1,0 +1,90 @@
+"""Single flight: concurrent misses of one key in one process run the function once.
+
+The first caller to miss a key leads: it computes and stores. The others follow: they wait
+(at most ``WAIT`` seconds, then compute themselves) and get the leader's value — a copy
+unpickled from the stored payload, so no caller can mutate another's — or its exception.
+Threads share flights through a lock; asyncio tasks of one event loop through futures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import threading
+from typing import Any
+
+from cachedcall.backend import MISSING
+
+__all__: list[str] = []
+
+#: How long a follower waits for the leader before computing itself, in seconds.
+WAIT = 10.0
+
+
+class Flight:
+    """One computation that other callers of the same key wait for."""
+
+    __slots__ = ("done", "envelope", "error", "key", "leader")
+
+    def __init__(self, leader: object) -> None:
+        self.done = threading.Event()
+        self.key: str | None = None
+        self.envelope: Any = None
+        self.error: BaseException | None = None
+        self.leader = leader
+
+    def value(self, key: str) -> Any:
+        """The leader's value for a follower that joined on ``key``: its own copy, unpickled
+        from what the leader stored, or ``MISSING`` when the follower must compute itself
+        (nothing stored, or stored under another key)."""
+        if self.error is not None:
+            raise self.error
+        if self.envelope is None or self.key != key:
+            return MISSING
+        return pickle.loads(self.envelope[4])
+
+
+class Flights:
+    """The flights in progress for one decorated function."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flights: dict[Any, Flight] = {}
+
+    def join(self, key: str, slot: Any, leader: object) -> tuple[Flight, bool]:
+        """Return ``(flight, leads)`` for a caller that missed ``key``.
+
+        :param slot: where the flight is kept: the key for threads, ``(loop, key)`` for tasks.
+        :param leader: the caller's identity (thread id, or task).
+        """
+        with self._lock:
+            flight = self._flights.get(slot)
+            if flight is None or flight.leader == leader:
+                # A caller that re-enters its own key (recursion) must not wait on itself.
+                flight = Flight(leader)
+                if slot not in self._flights:
+                    self._flights[slot] = flight
+                return flight, True
+            return flight, False
+
+    def land(
+        self, slot: Any, flight: Flight, key: str | None, envelope: Any, error: BaseException | None
+    ) -> None:
+        """Publish the leader's outcome and let the followers go."""
+        with self._lock:
+            if self._flights.get(slot) is flight:
+                del self._flights[slot]
+        flight.key, flight.envelope, flight.error = key, envelope, error
+        flight.done.set()
+
+
+async def wait_async(flight: Flight) -> bool:
+    """Wait for a flight from asyncio code without blocking the loop; True when it landed."""
+    step, waited = 0.001, 0.0
+    while not flight.done.is_set():
+        if waited >= WAIT:
+            return False
+        await asyncio.sleep(step)
+        waited += step
+        step = min(step * 2, 0.05)
+    return True
