@@ -297,7 +297,7 @@ class Core:
         if self.flights is None:
             return self.compute(wrapped, args, kwargs, ekey, ckeys, stamps, corrupt, started, found is None)
         flight, leads = self.flights.join(ekey, ekey, threading.get_ident())
-        if not leads and flight.done.wait(flights.WAIT):
+        if not leads and flight.event is not None and flight.event.wait(flights.WAIT):
             shared = flight.value(ekey)
             if shared is not MISSING:
                 return self.shared(shared, flight, ekey, started)

@@ -24,10 +24,13 @@ WAIT = 10.0
 class Flight:
     """One computation that other callers of the same key wait for."""
 
-    __slots__ = ("done", "envelope", "error", "key", "leader")
+    __slots__ = ("envelope", "error", "event", "key", "landed", "leader")
 
     def __init__(self, leader: object) -> None:
-        self.done = threading.Event()
+        # The event is made only when a follower joins: most flights have none, and an
+        # Event costs more than the rest of this bookkeeping together.
+        self.event: threading.Event | None = None
+        self.landed = False
         self.key: str | None = None
         self.envelope: Any = None
         self.error: BaseException | None = None
@@ -65,6 +68,8 @@ class Flights:
                 if slot not in self._flights:
                     self._flights[slot] = flight
                 return flight, True
+            if flight.event is None:
+                flight.event = threading.Event()
             return flight, False
 
     def land(
@@ -74,14 +79,17 @@ class Flights:
         with self._lock:
             if self._flights.get(slot) is flight:
                 del self._flights[slot]
-        flight.key, flight.envelope, flight.error = key, envelope, error
-        flight.done.set()
+            flight.key, flight.envelope, flight.error = key, envelope, error
+            flight.landed = True
+            event = flight.event
+        if event is not None:
+            event.set()
 
 
 async def wait_async(flight: Flight) -> bool:
     """Wait for a flight from asyncio code without blocking the loop; True when it landed."""
     step, waited = 0.001, 0.0
-    while not flight.done.is_set():
+    while not flight.landed:
         if waited >= WAIT:
             return False
         await asyncio.sleep(step)
