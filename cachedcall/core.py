@@ -344,25 +344,35 @@ class Core:
         failed: bool,
         flight: tuple[Any, flights.Flight] | None = None,
     ) -> Any:
-        if corrupt or (stamps is not None and None in stamps):
-            stamps = self.before_compute(ekey, ckeys, stamps, corrupt)
         try:
+            if corrupt or (stamps is not None and None in stamps):
+                stamps = self.before_compute(ekey, ckeys, stamps, corrupt)
             began = time.perf_counter()
             result = wrapped(*args, **kwargs)
             duration = time.perf_counter() - began
             skey, envelope = self.envelope(stamps, duration, result, (args, kwargs, ekey))
         except BaseException as exc:
-            if flight is not None:
-                self.flights.land(flight[0], flight[1], None, None, exc)  # type: ignore[union-attr]
+            self.land(flight, error=exc)
             raise
-        if flight is not None:
-            self.flights.land(flight[0], flight[1], skey, None if envelope is MISSING else envelope, None)  # type: ignore[union-attr]
+        self.land(flight, skey, envelope)
         stored = envelope is not MISSING and backend.write(
             backend.cache_for(self.alias), self.alias, skey, envelope, self.store_timeout
         )
         if events.active:
             self.report(skey, failed, stored, envelope, started)
         return result
+
+    def land(
+        self,
+        flight: tuple[Any, flights.Flight] | None,
+        key: str | None = None,
+        envelope: Any = MISSING,
+        error: BaseException | None = None,
+    ) -> None:
+        """Release a leader's followers with its outcome; nothing to do without a flight."""
+        if flight is not None and self.flights is not None:
+            stored = None if envelope is MISSING else envelope
+            self.flights.land(flight[0], flight[1], key, stored, error)
 
     def before_compute(
         self, ekey: str, ckeys: list[str], stamps: tuple[Any, ...] | None, corrupt: bool
@@ -469,12 +479,9 @@ class Core:
             skey, envelope = self.envelope(stamps, duration, result, (args, kwargs, ekey))
         except BaseException as exc:
             # Also a cancelled leader: its followers are released (and compute themselves).
-            if flight is not None:
-                error = None if isinstance(exc, asyncio.CancelledError) else exc
-                self.flights.land(flight[0], flight[1], None, None, error)  # type: ignore[union-attr]
+            self.land(flight, error=None if isinstance(exc, asyncio.CancelledError) else exc)
             raise
-        if flight is not None:
-            self.flights.land(flight[0], flight[1], skey, None if envelope is MISSING else envelope, None)  # type: ignore[union-attr]
+        self.land(flight, skey, envelope)
         stored = envelope is not MISSING and await backend.awrite(
             backend.lookup(self.alias), self.alias, skey, envelope, self.store_timeout
         )
