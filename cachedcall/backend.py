@@ -28,7 +28,6 @@ __all__: list[str] = []
 logger = logging.getLogger("cachedcall")
 
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING", "__slots__": ()})()
-FORMAT = 1
 # A version counter starts at a random value below 2**62: an evicted counter is re-created
 # with a value never used before, so it cannot make an old entry valid again, and there is
 # room for 2**62 increments before memcached's 64-bit or Redis's signed counters wrap.
@@ -49,8 +48,10 @@ _DECODE_ERRORS = (
 )
 
 errors: Counter[str] = Counter()
-_readers: dict[type, Any] = {}
-_writers: dict[type, Any] = {}
+#: Entries that failed their signature check, per alias (``CACHEDCALL["SIGN"]``).
+bad_signatures: Counter[str] = Counter()
+_readers: dict[tuple[type, bool], Any] = {}
+_writers: dict[tuple[type, bool], Any] = {}
 _down: dict[str, float] = {}
 _lock = threading.Lock()
 _local = threading.local()
@@ -136,34 +137,46 @@ def succeeded(alias: str) -> None:
 def stats() -> dict[str, Any]:
     """Return a snapshot of the failure counters of this process."""
     with _lock:
-        return {"errors": dict(errors), "down": sorted(_down)}
+        return {"errors": dict(errors), "down": sorted(_down), "bad_signatures": dict(bad_signatures)}
 
 
 # --- the envelope -------------------------------------------------------------------------------
 
+# (FORMAT, stamps, created, duration, pickled value, expires): ``expires`` is the wall-clock
+# end of freshness when the entry outlives it (a stale window, or early refresh), else None.
+FORMAT = 2
+STAMPS, CREATED, DURATION, PAYLOAD, EXPIRES = 1, 2, 3, 4, 5
 
-def pack(stamps: tuple[Any, ...], duration: float, value: Any) -> tuple[Any, ...]:
+
+def pack(
+    stamps: tuple[Any, ...], duration: float, value: Any, fresh_for: float | None = None
+) -> tuple[Any, ...]:
     """Return the stored form of ``value``: builtins only around a pickle of our own.
 
     The value is pickled here rather than by the backend so that an entry that can no
     longer be unpickled (a class renamed by a deploy, planted bytes) fails in
-    :func:`unpack`, where it is a miss, and not inside the backend's ``get_many``, where it
+    :func:`payload`, where it is a miss, and not inside the backend's ``get_many``, where it
     would take the version counters read in the same round trip down with it.
     """
-    return (FORMAT, stamps, time.time(), duration, pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+    now = time.time()
+    expires = None if fresh_for is None else now + fresh_for
+    return (FORMAT, stamps, now, duration, pickle.dumps(value, pickle.HIGHEST_PROTOCOL), expires)
 
 
-def unpack(envelope: Any, stamps: tuple[Any, ...]) -> Any:
-    """Return the value of a current envelope, ``MISSING`` for a stale one.
+def current(envelope: Any, stamps: tuple[Any, ...]) -> bool:
+    """Whether an envelope was stamped with ``stamps``: nothing it depends on changed since.
 
-    Raise ``ValueError`` for something that is not an envelope of ours or does not unpickle.
+    Raise ``ValueError`` for something that is not an envelope of ours.
     """
-    if type(envelope) is not tuple or len(envelope) != 5 or envelope[0] != FORMAT:
+    if type(envelope) is not tuple or len(envelope) != 6 or envelope[0] != FORMAT:
         raise ValueError("not a cachedcall entry")
-    if envelope[1] != stamps:
-        return MISSING
+    return envelope[1] == stamps  # type: ignore[no-any-return]
+
+
+def payload(envelope: tuple[Any, ...]) -> Any:
+    """Return the value of an envelope; ``ValueError`` when it does not unpickle."""
     try:
-        return pickle.loads(envelope[4])
+        return pickle.loads(envelope[PAYLOAD])
     except Exception as exc:
         raise ValueError(f"the stored value does not unpickle: {exc!r}") from exc
 
@@ -171,17 +184,21 @@ def unpack(envelope: Any, stamps: tuple[Any, ...]) -> Any:
 # --- operations ---------------------------------------------------------------------------------
 
 
-def _reader(cache: BaseCache) -> Any:
-    reader = _readers.get(type(cache), MISSING)
+def _reader(cache: BaseCache, raw: bool = False) -> Any:
+    reader = _readers.get((type(cache), raw), MISSING)
     if reader is MISSING:
-        reader = _readers[type(cache)] = fastpaths.reader_for(type(cache))
+        reader = _readers[type(cache), raw] = fastpaths.reader_for(type(cache), raw)
     return reader
 
 
-def read(cache: BaseCache, alias: str, keys: Sequence[str]) -> dict[str, Any] | None:
-    """Read ``keys`` in one round trip; ``None`` when the backend is failing."""
+def read(cache: BaseCache, alias: str, keys: Sequence[str], raw: bool = False) -> dict[str, Any] | None:
+    """Read ``keys`` in one round trip; ``None`` when the backend is failing.
+
+    :param raw: never let the backend unpickle what it read (signed entries): values come
+        back as the stored bytes or ints, anything else as :data:`fastpaths.REFUSED`.
+    """
     try:
-        reader = _reader(cache)
+        reader = _reader(cache, raw)
         found = cache.get_many(keys) if reader is None else reader(cache, keys)
     except _DECODE_ERRORS as exc:
         return _read_one_by_one(cache, alias, keys, exc)
@@ -215,25 +232,30 @@ def _read_one_by_one(
     return found
 
 
-async def aread(cache: BaseCache, alias: str, keys: Sequence[str]) -> dict[str, Any] | None:
+async def aread(
+    cache: BaseCache, alias: str, keys: Sequence[str], raw: bool = False
+) -> dict[str, Any] | None:
     """The async form of :func:`read`, still one round trip.
 
     Django's ``aget_many`` awaits ``aget`` once per key, which is a round trip per key on
     every backend Django ships; the one ``get_many`` of :func:`read` runs in a thread instead.
     """
     if fastpaths.in_memory(_reader(cache)):
-        return read(cache, alias, keys)  # locmem never blocks: no thread hop
+        return read(cache, alias, keys, raw)  # locmem never blocks: no thread hop
     from asgiref.sync import sync_to_async
 
-    return await sync_to_async(read)(cache, alias, keys)
+    return await sync_to_async(read)(cache, alias, keys, raw)
 
 
-def write(cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any) -> bool:
-    """Store one entry; return whether it was stored."""
+def write(cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any, raw: bool = False) -> bool:
+    """Store one entry; return whether it was stored.
+
+    :param raw: ``envelope`` is signed bytes, to be stored as they are (not pickled).
+    """
     try:
-        writer = _writers.get(type(cache), MISSING)
+        writer = _writers.get((type(cache), raw), MISSING)
         if writer is MISSING:
-            writer = _writers[type(cache)] = fastpaths.writer_for(type(cache))
+            writer = _writers[type(cache), raw] = fastpaths.writer_for(type(cache), raw)
         if writer is None:
             cache.set(key, envelope, timeout)
         else:
@@ -244,16 +266,15 @@ def write(cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any) -
     return True
 
 
-async def awrite(cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any) -> bool:
-    """The async form of :func:`write`."""
+async def awrite(
+    cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any, raw: bool = False
+) -> bool:
+    """The async form of :func:`write` (Django's ``aset`` is this same thread hop)."""
     if fastpaths.in_memory(_reader(cache)):
-        return write(cache, alias, key, envelope, timeout)
-    try:
-        await cache.aset(key, envelope, timeout)
-    except Exception as exc:
-        failed(alias, "set", exc)
-        return False
-    return True
+        return write(cache, alias, key, envelope, timeout, raw)
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(write)(cache, alias, key, envelope, timeout, raw)
 
 
 def delete(cache: BaseCache, alias: str, keys: Iterable[str]) -> bool:
@@ -266,7 +287,16 @@ def delete(cache: BaseCache, alias: str, keys: Iterable[str]) -> bool:
     return True
 
 
-def seed(cache: BaseCache, alias: str, keys: Sequence[str]) -> dict[str, int] | None:
+def add(cache: BaseCache, alias: str, key: str, value: Any, timeout: Any) -> bool | None:
+    """``add``: True when stored, False when the key exists, None when the backend failed."""
+    try:
+        return bool(cache.add(key, value, timeout))
+    except Exception as exc:
+        failed(alias, "add", exc)
+        return None
+
+
+def seed(cache: BaseCache, alias: str, keys: Sequence[str], raw: bool = False) -> dict[str, int] | None:
     """Create missing counters with fresh random values and return the values now current.
 
     Returns ``None`` when a counter could not be created or read back (outage, or evicted
@@ -282,7 +312,8 @@ def seed(cache: BaseCache, alias: str, keys: Sequence[str]) -> dict[str, int] | 
             else:
                 raced.append(key)
         if raced:
-            got = cache.get_many(raced)
+            reader = _reader(cache, raw)
+            got = cache.get_many(raced) if reader is None else reader(cache, raced)
             if len(got) != len(raced):
                 # add() said the counter exists, get() says it does not: the client is
                 # answering defaults instead of raising (a node in pymemcache's retry window).

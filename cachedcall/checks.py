@@ -1,5 +1,7 @@
 """System checks: ``cachedcall.E001`` (unknown alias), ``E002`` (bad setting),
-``W001`` (a memcached alias without client timeouts), ``W002`` (silent retries)."""
+``E003`` (signing asked of a backend that unpickles before we can check),
+``W001`` (a memcached alias without client timeouts), ``W002`` (silent retries),
+``W003`` (version counters in a memcached pool, where a returning node brings old ones back)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,12 @@ from django.core.exceptions import ImproperlyConfigured
 __all__: list[str] = []
 
 _MEMCACHED = "django.core.cache.backends.memcached.PyMemcacheCache"
+# The backends whose stored bytes cachedcall reads itself (or that live in this process).
+_SIGNABLE = (
+    _MEMCACHED,
+    "django.core.cache.backends.redis.RedisCache",
+    "django.core.cache.backends.locmem.LocMemCache",
+)
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -30,6 +38,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         if core.cache_option:
             used.setdefault(core.cache_option, f"cached(cache=...) on {core.name}")
     messages: list[checks.CheckMessage] = []
+    counters = caches.get(current.counters_cache) or {}
+    if counters.get("BACKEND") == _MEMCACHED and len(_locations(counters.get("LOCATION"))) > 1:
+        messages.append(
+            checks.Warning(
+                f"cachedcall's version counters live in the memcached pool {current.counters_cache!r}: "
+                "a node that is frozen or cut off while a write bumps a counter comes back with "
+                "the old counter, and entries made before the write become valid again.",
+                hint="Put the counters in an alias whose keys do not move between servers: "
+                "CACHEDCALL['VERSIONS_CACHE'] = '<a Redis alias>' (see 'Running in production').",
+                id="cachedcall.W003",
+            )
+        )
     for alias, source in sorted(used.items()):
         config = caches.get(alias)
         if config is None:
@@ -41,6 +61,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 )
             )
             continue
+        if current.sign and config.get("BACKEND") not in _SIGNABLE:
+            messages.append(
+                checks.Error(
+                    f"CACHEDCALL['SIGN'] is on, but the alias {alias!r} ({config.get('BACKEND')}) "
+                    "unpickles what it reads before cachedcall can check a signature.",
+                    hint="Use PyMemcacheCache, RedisCache or LocMemCache for cachedcall's aliases.",
+                    id="cachedcall.E003",
+                )
+            )
         if config.get("BACKEND") == _MEMCACHED:
             options = config.get("OPTIONS") or {}
             if "timeout" not in options or "connect_timeout" not in options:
@@ -64,3 +93,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     )
                 )
     return messages
+
+
+def _locations(location: Any) -> list[str]:
+    # As Django reads LOCATION: a list, or one string separated by ";" or ",".
+    if isinstance(location, str):
+        return [part for part in location.replace(";", ",").split(",") if part.strip()]
+    return list(location or [])

@@ -20,7 +20,9 @@ from django.core.signals import setting_changed
 __all__: list[str] = []
 
 SAFE_KEY_PART = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
-_KNOWN = frozenset({"ENABLED", "CACHE", "TIMEOUT", "KEY_PREFIX", "VERSIONS_CACHE", "SCOPES", "IGNORE_MODELS"})
+_KNOWN = frozenset(
+    {"ENABLED", "CACHE", "TIMEOUT", "KEY_PREFIX", "VERSIONS_CACHE", "SCOPES", "IGNORE_MODELS", "SIGN", "LOCK"}
+)
 # Tables written on nearly every request, which no cached function sensibly depends on:
 # bumping their versions would cost a cache round trip per request for nothing.
 DEFAULT_IGNORED = ("sessions.session", "admin.logentry", "migrations.migration")
@@ -39,6 +41,10 @@ class Settings:
     versions_cache: str | None = None
     scopes: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
     ignore_models: frozenset[str] = frozenset(DEFAULT_IGNORED)
+    #: Entries carry an HMAC checked before anything read is unpickled.
+    sign: bool = False
+    #: The default of ``cached(lock=...)``: one computation per key across processes.
+    lock: bool = False
 
     @property
     def counters_cache(self) -> str:
@@ -87,6 +93,9 @@ def _load() -> Settings:
         kwargs["enabled"] = _bool("ENABLED", raw["ENABLED"])
     else:
         kwargs["enabled"] = _env_enabled()
+    for name in ("SIGN", "LOCK"):
+        if name in raw:
+            kwargs[name.lower()] = _bool(name, raw[name])
     if "CACHE" in raw:
         kwargs["cache"] = _alias("CACHE", raw["CACHE"])
     if "VERSIONS_CACHE" in raw and raw["VERSIONS_CACHE"] is not None:

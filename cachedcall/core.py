@@ -7,8 +7,10 @@ compute -> one backend write -> return.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import inspect
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +25,9 @@ from cachedcall import bumps
 from cachedcall import conf
 from cachedcall import events
 from cachedcall import flights
+from cachedcall import locks
+from cachedcall import refresh
+from cachedcall import signing
 from cachedcall import switch
 from cachedcall.backend import MISSING
 from cachedcall.exceptions import InvalidOption
@@ -38,6 +43,11 @@ __all__: list[str] = []
 logger = logging.getLogger("cachedcall")
 registry: list[Core] = []
 KEY_MEMO_SIZE = 4096
+
+# What a read found (decide): HIT and MISS as said; FAILED, the backend did not answer;
+# CORRUPT, an entry that must be deleted; STALE, an old value that may be served while one
+# caller recomputes; EARLY, a fresh value that this caller was drawn to refresh (XFetch).
+HIT, MISS, FAILED, CORRUPT, STALE, EARLY = range(6)
 
 
 class Core:
@@ -113,6 +123,32 @@ class Core:
         if not isinstance(single_flight, bool):
             raise InvalidOption(f"{owner}: single_flight must be True or False, not {single_flight!r}.")
         self.flights = flights.Flights() if single_flight else None
+        self.lock_option = options.get("lock")
+        if self.lock_option is not None and not isinstance(self.lock_option, bool):
+            raise InvalidOption(
+                f"{owner}: lock must be True or False (default CACHEDCALL['LOCK']), not {self.lock_option!r}."
+            )
+        # memcached counts TTLs in whole seconds and reads anything below 1 as "expire now".
+        self.lock_ttl = math.ceil(_seconds(options, "lock_ttl", 30, owner, minimum=1))
+        self.lock_wait = _seconds(options, "lock_wait", 10, owner)
+        self.stale = _seconds(options, "stale", 0, owner)
+        self.soft = options.get("soft", False)
+        if not isinstance(self.soft, bool):
+            raise InvalidOption(f"{owner}: soft must be True or False, not {self.soft!r}.")
+        self.early = options.get("early")
+        if self.early is not None:
+            if isinstance(self.early, bool) or not isinstance(self.early, (int, float)) or not self.early > 0:
+                raise InvalidOption(
+                    f"{owner}: early must be XFetch's beta, a number > 0 (1 is the usual choice; "
+                    f"larger refreshes earlier), not {self.early!r}."
+                )
+            self.early = float(self.early)
+        if self.timeout_given and self.timeout is None and (self.stale or self.early):
+            raise InvalidOption(
+                f"{owner}: stale= and early= need entries that expire; timeout=None never does. "
+                "Give a timeout in seconds."
+            )
+        self.stales = 0
         self.hits = self.misses = self.errors = 0
         self._conf: conf.Settings | None = None
         self._logged_pickle_error = False
@@ -136,6 +172,18 @@ class Core:
             self.store_timeout = settings.timeout
         else:
             self.store_timeout = DEFAULT_TIMEOUT
+        self.sign = settings.sign
+        self.lock = settings.lock if self.lock_option is None else self.lock_option
+        # Freshness is carried in the entry only when something reads it: a stale window
+        # (the entry outlives its timeout by `stale`) or early refresh.
+        self.fresh_for = None
+        if self.stale or self.early:
+            fresh = self.store_timeout
+            if fresh is DEFAULT_TIMEOUT:
+                fresh = backend.lookup(self.alias).default_timeout
+            if fresh:
+                self.fresh_for = fresh
+                self.store_timeout = fresh + self.stale
         self.static_keys = self.gen_keys + dependency_keys(self.depends_static, prefix, self.owner)
         self.key_memo: dict[tuple[Any, ...], str] = {}
         self._conf = settings
@@ -218,28 +266,87 @@ class Core:
 
     def decide(
         self, found: dict[str, Any] | None, ekey: str, ckeys: list[str]
-    ) -> tuple[Any, tuple[Any, ...] | None, bool]:
-        """Return ``(value or MISSING, stamps or None, entry is corrupt)``."""
+    ) -> tuple[Any, tuple[Any, ...] | None, int]:
+        """Return ``(value, stamps or None, state)``.
+
+        The value is the served value for ``HIT``, the envelope for ``STALE`` and ``EARLY``,
+        otherwise ``MISSING``.
+        """
         if found is None:
             self.errors += 1
-            return MISSING, None, False
+            return MISSING, None, FAILED
         stamps = tuple(map(found.get, ckeys))
-        envelope = found.get(ekey)
-        if envelope is not None:
+        stored = found.get(ekey)
+        if stored is not None:
             try:
-                value = backend.unpack(envelope, stamps)
+                envelope = signing.unseal(ekey, stored) if self.sign else stored
+                if backend.current(envelope, stamps):
+                    expires = envelope[5]
+                    if expires is None:
+                        return self.hit(envelope), stamps, HIT
+                    now = refresh.clock()
+                    if now < expires:
+                        if self.early is None or not refresh.early(expires, envelope[3], self.early):
+                            return self.hit(envelope), stamps, HIT
+                        return envelope, stamps, EARLY
+                    if now < expires + self.stale:
+                        return envelope, stamps, STALE
+                elif self.soft and None not in stamps and envelope[1][:2] == stamps[:2]:
+                    # Only model versions moved (not reset() or invalidate_all(), and no
+                    # counter was lost and re-seeded): the caller asked for soft invalidation.
+                    return envelope, stamps, STALE
+            except signing.BadSignature as exc:
+                logger.error(
+                    "cachedcall: %s: entry %r failed its signature check and was not unpickled "
+                    "(%s); deleting it. Is something else writing to this cache?",
+                    self.name,
+                    ekey,
+                    exc,
+                )
+                backend.bad_signatures[self.alias] += 1
+                self.errors += 1
+                return MISSING, stamps, CORRUPT
             except ValueError as exc:
                 logger.warning("cachedcall: %s: deleting unreadable entry %r (%s)", self.name, ekey, exc)
                 backend.errors[self.alias] += 1
                 self.errors += 1
-                return MISSING, stamps, True
-            if value is not MISSING:
-                self.hits += 1
-                if self.serve is not None:
-                    value = self.serve(value, envelope)
-                return value, stamps, False
+                return MISSING, stamps, CORRUPT
         self.misses += 1
-        return MISSING, stamps, False
+        return MISSING, stamps, MISS
+
+    def hit(self, envelope: tuple[Any, ...]) -> Any:
+        value = backend.payload(envelope)
+        self.hits += 1
+        if self.serve is not None:
+            value = self.serve(value, envelope)
+        return value
+
+    def peek(self, found: dict[str, Any], ekey: str, ckeys: list[str]) -> tuple[Any, Any, tuple[Any, ...]]:
+        """What a lock waiter polls for: ``(value, envelope, stamps)`` of a current entry, or
+        ``(MISSING, None, stamps)``; nothing counted, nothing deleted."""
+        stamps = tuple(map(found.get, ckeys))
+        stored = found.get(ekey)
+        if stored is not None:
+            try:
+                envelope = signing.unseal(ekey, stored) if self.sign else stored
+                if backend.current(envelope, stamps):
+                    return self.hit(envelope), envelope, stamps
+            except ValueError:
+                pass  # left for decide() on the next call to report and delete
+        return MISSING, None, stamps
+
+    def old(self, envelope: tuple[Any, ...], ekey: str, started: float) -> Any:
+        """An old value served while another caller refreshes it; ``MISSING`` if unreadable."""
+        try:
+            value = backend.payload(envelope)
+        except ValueError:
+            return MISSING
+        self.stales += 1
+        if self.serve is not None:
+            value = self.serve(value, envelope)
+        if events.active:
+            events.emit(self, ekey, events.STALE, time.perf_counter() - started)
+        return value
 
     def envelope(
         self, stamps: tuple[Any, ...] | None, duration: float, result: Any, call: tuple[Any, ...]
@@ -260,7 +367,7 @@ class Core:
                 return ekey, MISSING
             ekey, result = prepared
         try:
-            return ekey, backend.pack(stamps, duration, result)
+            return ekey, backend.pack(stamps, duration, result, self.fresh_for)
         except Exception as exc:
             backend.errors[self.alias] += 1
             self.errors += 1
@@ -289,30 +396,30 @@ class Core:
         ekey, ckeys = plan
         started = time.perf_counter()
         found = self.read(ekey, ckeys)
-        value, stamps, corrupt = self.decide(found, ekey, ckeys)
-        if value is not MISSING:
+        value, stamps, state = self.decide(found, ekey, ckeys)
+        if state == HIT:
             if events.active:
                 events.emit(self, ekey, events.HIT, time.perf_counter() - started)
             return value
-        if self.flights is None:
-            return self.compute(wrapped, args, kwargs, ekey, ckeys, stamps, corrupt, started, found is None)
-        flight, leads = self.flights.join(ekey, ekey, threading.get_ident())
-        if not leads and flight.event is not None and flight.event.wait(flights.WAIT):
-            shared = flight.value(ekey)
-            if shared is not MISSING:
-                return self.shared(shared, flight, ekey, started)
-        return self.compute(
-            wrapped,
-            args,
-            kwargs,
-            ekey,
-            ckeys,
-            stamps,
-            corrupt,
-            started,
-            found is None,
-            (ekey, flight) if leads else None,
-        )
+        miss = Miss(ekey, ckeys, stamps, state, started)
+        if state >= STALE:
+            return self.revalidate(wrapped, args, kwargs, miss, value)
+        if self.flights is not None:
+            flight, leads = self.flights.join(ekey, ekey, threading.get_ident())
+            if not leads and flight.event is not None and flight.event.wait(flights.WAIT):
+                shared = flight.value(ekey)
+                if shared is not MISSING:
+                    return self.shared(shared, flight, ekey, started)
+            if leads:
+                miss.flight = (ekey, flight)
+        if self.lock and state != FAILED:
+            value, envelope = self.acquire(miss)
+            if value is not MISSING:
+                self.land(miss.flight, ekey, envelope)
+                if events.active:
+                    events.emit(self, ekey, events.HIT, time.perf_counter() - started)
+                return value
+        return self.compute(wrapped, args, kwargs, miss)
 
     def shared(self, value: Any, flight: flights.Flight, ekey: str, started: float) -> Any:
         """A follower's value: the leader's, as if read from the cache."""
@@ -324,43 +431,113 @@ class Core:
 
     def read(self, ekey: str, ckeys: list[str]) -> dict[str, Any] | None:
         if not self.split:
-            return backend.read(backend.cache_for(self.alias), self.alias, [ekey, *ckeys])
-        counters = backend.read(backend.cache_for(self.counters_alias), self.counters_alias, ckeys)
+            return backend.read(backend.cache_for(self.alias), self.alias, [ekey, *ckeys], self.sign)
+        counters = backend.read(backend.cache_for(self.counters_alias), self.counters_alias, ckeys, self.sign)
         if counters is None:
             return None
-        entry = backend.read(backend.cache_for(self.alias), self.alias, [ekey])
+        entry = backend.read(backend.cache_for(self.alias), self.alias, [ekey], self.sign)
         return None if entry is None else {**counters, **entry}
 
-    def compute(
-        self,
-        wrapped: Any,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        ekey: str,
-        ckeys: list[str],
-        stamps: tuple[Any, ...] | None,
-        corrupt: bool,
-        started: float,
-        failed: bool,
-        flight: tuple[Any, flights.Flight] | None = None,
+    def revalidate(
+        self, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any], miss: Miss, envelope: Any
     ) -> Any:
+        """A stale or early entry: one caller recomputes, the others get the old value now."""
+        if not self.claim(miss):
+            old = self.old(envelope, miss.ekey, miss.started)
+            if old is not MISSING:
+                return old
+            miss.lock = None
+        elif miss.lock is not None:
+            got = backend.add(
+                backend.cache_for(self.alias), self.alias, miss.lock, locks.token(), self.lock_ttl
+            )
+            if got is False:  # another process is at it
+                old = self.old(envelope, miss.ekey, miss.started)
+                if old is not MISSING:
+                    self.land(miss.flight)
+                    return old
+            if not got:
+                miss.lock = None
+        return self.compute(wrapped, args, kwargs, miss)
+
+    def claim(self, miss: Miss) -> bool:
+        """Take the in-process refresh of a stale or early entry (always, without flights)."""
+        miss.lock = locks.key(miss.ekey) if miss.state == STALE else None
+        if self.flights is None:
+            return True
+        flight = self.flights.claim(miss.ekey, threading.get_ident())
+        if flight is None:
+            return False
+        miss.flight = (miss.ekey, flight)
+        return True
+
+    def acquire(self, miss: Miss) -> tuple[Any, Any]:
+        """Take the entry's cross-process lock, or wait for its holder to store the value.
+
+        Returns ``(value, envelope)`` when the entry appeared while waiting, else
+        ``(MISSING, None)`` with ``miss.lock`` set when this caller holds the lock (it does
+        not after an outage or a spent wait budget: then it computes unlocked).
+        """
+        cache, lkey = backend.cache_for(self.alias), locks.key(miss.ekey)
+        got = backend.add(cache, self.alias, lkey, locks.token(), self.lock_ttl)
+        if got is not False:
+            miss.lock = lkey if got else None
+            return MISSING, None
+        for pause in locks.pauses(self.lock_wait):
+            time.sleep(pause)
+            found = self.read(miss.ekey, miss.ckeys)
+            if found is None:
+                return MISSING, None
+            value, envelope, miss.stamps = self.peek(found, miss.ekey, miss.ckeys)
+            if value is not MISSING:
+                return value, envelope
+            got = backend.add(cache, self.alias, lkey, locks.token(), self.lock_ttl)
+            if got is not False:
+                miss.lock = lkey if got else None
+                if got:
+                    # The holder may have stored and released between our read and our add.
+                    found = self.read(miss.ekey, miss.ckeys)
+                    if found is not None:
+                        value, envelope, miss.stamps = self.peek(found, miss.ekey, miss.ckeys)
+                        if value is not MISSING:
+                            self.release(lkey)
+                            miss.lock = None
+                            return value, envelope
+                return MISSING, None
+        return MISSING, None
+
+    def compute(self, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any], miss: Miss) -> Any:
         try:
-            if corrupt or (stamps is not None and None in stamps):
-                stamps = self.before_compute(ekey, ckeys, stamps, corrupt)
+            if miss.state == CORRUPT or _unusable(miss.stamps):
+                miss.stamps = self.before_compute(
+                    miss, backend.cache_for(self.alias), backend.cache_for(self.counters_alias)
+                )
             began = time.perf_counter()
             result = wrapped(*args, **kwargs)
             duration = time.perf_counter() - began
-            skey, envelope = self.envelope(stamps, duration, result, (args, kwargs, ekey))
+            skey, envelope = self.envelope(miss.stamps, duration, result, (args, kwargs, miss.ekey))
         except BaseException as exc:
-            self.land(flight, error=exc)
+            self.land(miss.flight, error=exc)
+            if miss.lock is not None:
+                backend.delete(backend.cache_for(self.alias), self.alias, [miss.lock])
             raise
-        self.land(flight, skey, envelope)
+        self.land(miss.flight, skey, envelope)
         stored = envelope is not MISSING and backend.write(
-            backend.cache_for(self.alias), self.alias, skey, envelope, self.store_timeout
+            backend.cache_for(self.alias),
+            self.alias,
+            skey,
+            self.sealed(skey, envelope),
+            self.store_timeout,
+            self.sign,
         )
+        if miss.lock is not None:
+            backend.delete(backend.cache_for(self.alias), self.alias, [miss.lock])
         if events.active:
-            self.report(skey, failed, stored, envelope, started)
+            self.report(skey, miss.state == FAILED, stored, envelope, miss.started)
         return result
+
+    def sealed(self, key: str, envelope: Any) -> Any:
+        return signing.seal(key, envelope) if self.sign and envelope is not MISSING else envelope
 
     def land(
         self,
@@ -374,23 +551,32 @@ class Core:
             stored = None if envelope is MISSING else envelope
             self.flights.land(flight[0], flight[1], key, stored, error)
 
-    def before_compute(
-        self, ekey: str, ckeys: list[str], stamps: tuple[Any, ...] | None, corrupt: bool
-    ) -> tuple[Any, ...] | None:
+    def before_compute(self, miss: Miss, cache: Any, counters: Any) -> tuple[Any, ...] | None:
         """The I/O a miss may need first: drop a corrupt entry, create missing counters.
 
         Returns the stamps to record; ``None`` when a counter could not be created (then
-        nothing is stored, since the entry could not be stamped).
+        nothing is stored, since the entry could not be stamped). The backends are passed
+        in by the caller: async code looks them up on its own thread, since the connection
+        of a worker thread would never be closed.
         """
-        if corrupt:
-            backend.delete(backend.cache_for(self.alias), self.alias, [ekey])
-        if stamps is not None and None in stamps:
-            stamps = self.seed(ckeys, stamps)
+        stamps = miss.stamps
+        if miss.state == CORRUPT:
+            backend.delete(cache, self.alias, [miss.ekey])
+        if stamps is not None and _unusable(stamps):
+            # A counter that is not an int was not written by us (a signed cache refuses to
+            # decode it): drop it and re-seed it like a lost one.
+            foreign = [
+                k for k, v in zip(miss.ckeys, stamps, strict=True) if v is not None and type(v) is not int
+            ]
+            if foreign:
+                backend.delete(counters, self.counters_alias, foreign)
+                stamps = tuple(None if type(v) is not int else v for v in stamps)
+            stamps = self.seed(miss.ckeys, stamps, counters)
         return stamps
 
-    def seed(self, ckeys: list[str], stamps: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    def seed(self, ckeys: list[str], stamps: tuple[Any, ...], counters: Any) -> tuple[Any, ...] | None:
         missing = [k for k, v in zip(ckeys, stamps, strict=True) if v is None]
-        created = backend.seed(backend.cache_for(self.counters_alias), self.counters_alias, missing)
+        created = backend.seed(counters, self.counters_alias, missing, self.sign)
         if created is None:
             return None
         return tuple(created[k] if v is None else v for k, v in zip(ckeys, stamps, strict=True))
@@ -401,6 +587,10 @@ class Core:
         if stored:
             events.emit(self, ekey, events.STORED, elapsed)
 
+    def counters(self, ckeys: list[str], cache: Any) -> tuple[tuple[Any, ...] | None, int]:
+        found = backend.read(cache, self.counters_alias, ckeys, self.sign)
+        return (None, FAILED) if found is None else (tuple(map(found.get, ckeys)), MISS)
+
     def refresh(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not switch.is_enabled():
             return wrapped(*args, **kwargs)
@@ -409,9 +599,8 @@ class Core:
             return wrapped(*args, **kwargs)
         ekey, ckeys = plan
         started = time.perf_counter()
-        counters = backend.read(backend.cache_for(self.counters_alias), self.counters_alias, ckeys)
-        stamps = None if counters is None else tuple(map(counters.get, ckeys))
-        return self.compute(wrapped, args, kwargs, ekey, ckeys, stamps, False, started, counters is None)
+        stamps, state = self.counters(ckeys, backend.cache_for(self.counters_alias))
+        return self.compute(wrapped, args, kwargs, Miss(ekey, ckeys, stamps, state, started))
 
     # -- async -------------------------------------------------------------------------------
 
@@ -425,69 +614,139 @@ class Core:
             return await wrapped(*args, **kwargs)
         ekey, ckeys = plan
         started = time.perf_counter()
-        if self.split:
-            found = await sync_to_async(self.read)(ekey, ckeys)
-        else:
-            found = await backend.aread(backend.lookup(self.alias), self.alias, [ekey, *ckeys])
-        value, stamps, corrupt = self.decide(found, ekey, ckeys)
-        if value is not MISSING:
+        found = await self.aread(ekey, ckeys)
+        value, stamps, state = self.decide(found, ekey, ckeys)
+        if state == HIT:
             if events.active:
                 events.emit(self, ekey, events.HIT, time.perf_counter() - started)
             return value
-        if self.flights is None:
-            return await self.acompute(
-                wrapped, args, kwargs, ekey, ckeys, stamps, corrupt, started, found is None
-            )
-        slot = (id(asyncio.get_running_loop()), ekey)
-        flight, leads = self.flights.join(ekey, slot, asyncio.current_task())
-        if not leads and await flights.wait_async(flight):
-            shared = flight.value(ekey)
-            if shared is not MISSING:
-                return self.shared(shared, flight, ekey, started)
-        return await self.acompute(
-            wrapped,
-            args,
-            kwargs,
-            ekey,
-            ckeys,
-            stamps,
-            corrupt,
-            started,
-            found is None,
-            (slot, flight) if leads else None,
-        )
+        miss = Miss(ekey, ckeys, stamps, state, started)
+        if state >= STALE:
+            return await self.arevalidate(wrapped, args, kwargs, miss, value)
+        if self.flights is not None:
+            slot = (id(asyncio.get_running_loop()), ekey)
+            flight, leads = self.flights.join(ekey, slot, asyncio.current_task())
+            if not leads and await flights.wait_async(flight):
+                shared = flight.value(ekey)
+                if shared is not MISSING:
+                    return self.shared(shared, flight, ekey, started)
+            if leads:
+                miss.flight = (slot, flight)
+        if self.lock and state != FAILED:
+            value, envelope = await self.aacquire(miss)
+            if value is not MISSING:
+                self.land(miss.flight, ekey, envelope)
+                if events.active:
+                    events.emit(self, ekey, events.HIT, time.perf_counter() - started)
+                return value
+        return await self.acompute(wrapped, args, kwargs, miss)
 
-    async def acompute(
-        self,
-        wrapped: Any,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        ekey: str,
-        ckeys: list[str],
-        stamps: tuple[Any, ...] | None,
-        corrupt: bool,
-        started: float,
-        failed: bool,
-        flight: tuple[Any, flights.Flight] | None = None,
+    async def aread(self, ekey: str, ckeys: list[str]) -> dict[str, Any] | None:
+        if self.split:
+            return await sync_to_async(self.read)(ekey, ckeys)
+        return await backend.aread(backend.lookup(self.alias), self.alias, [ekey, *ckeys], self.sign)
+
+    async def arevalidate(
+        self, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any], miss: Miss, envelope: Any
     ) -> Any:
+        """The async form of :meth:`revalidate` (in-process claims are per thread there, and
+        per event loop here: the flight slot is the loop and key)."""
+        claimed = True
+        miss.lock = locks.key(miss.ekey) if miss.state == STALE else None
+        if self.flights is not None:
+            slot = (id(asyncio.get_running_loop()), miss.ekey)
+            flight = self.flights.claim(slot, asyncio.current_task())
+            claimed = flight is not None
+            if flight is not None:
+                miss.flight = (slot, flight)
+        if not claimed:
+            old = self.old(envelope, miss.ekey, miss.started)
+            if old is not MISSING:
+                return old
+            miss.lock = None
+        elif miss.lock is not None:
+            got = await sync_to_async(backend.add)(
+                backend.lookup(self.alias), self.alias, miss.lock, locks.token(), self.lock_ttl
+            )
+            if got is False:
+                old = self.old(envelope, miss.ekey, miss.started)
+                if old is not MISSING:
+                    self.land(miss.flight)
+                    return old
+            if not got:
+                miss.lock = None
+        return await self.acompute(wrapped, args, kwargs, miss)
+
+    async def aacquire(self, miss: Miss) -> tuple[Any, Any]:
+        """The async form of :meth:`acquire`: the pauses do not block the event loop."""
+        lkey = locks.key(miss.ekey)
+        add = sync_to_async(backend.add)
+        got = await add(backend.lookup(self.alias), self.alias, lkey, locks.token(), self.lock_ttl)
+        if got is not False:
+            miss.lock = lkey if got else None
+            return MISSING, None
+        for pause in locks.pauses(self.lock_wait):
+            await asyncio.sleep(pause)
+            found = await self.aread(miss.ekey, miss.ckeys)
+            if found is None:
+                return MISSING, None
+            value, envelope, miss.stamps = self.peek(found, miss.ekey, miss.ckeys)
+            if value is not MISSING:
+                return value, envelope
+            got = await add(backend.lookup(self.alias), self.alias, lkey, locks.token(), self.lock_ttl)
+            if got is not False:
+                miss.lock = lkey if got else None
+                if got:
+                    found = await self.aread(miss.ekey, miss.ckeys)
+                    if found is not None:
+                        value, envelope, miss.stamps = self.peek(found, miss.ekey, miss.ckeys)
+                        if value is not MISSING:
+                            await sync_to_async(backend.delete)(
+                                backend.lookup(self.alias), self.alias, [lkey]
+                            )
+                            miss.lock = None
+                            return value, envelope
+                return MISSING, None
+        return MISSING, None
+
+    async def acompute(self, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any], miss: Miss) -> Any:
         try:
-            if corrupt or (stamps is not None and None in stamps):
-                stamps = await sync_to_async(self.before_compute)(ekey, ckeys, stamps, corrupt)
+            if miss.state == CORRUPT or _unusable(miss.stamps):
+                miss.stamps = await sync_to_async(self.before_compute)(
+                    miss, backend.lookup(self.alias), backend.lookup(self.counters_alias)
+                )
             began = time.perf_counter()
             result = await wrapped(*args, **kwargs)
             duration = time.perf_counter() - began
-            skey, envelope = self.envelope(stamps, duration, result, (args, kwargs, ekey))
+            skey, envelope = self.envelope(miss.stamps, duration, result, (args, kwargs, miss.ekey))
         except BaseException as exc:
-            # Also a cancelled leader: its followers are released (and compute themselves).
-            self.land(flight, error=None if isinstance(exc, asyncio.CancelledError) else exc)
+            # Also a cancelled leader: its followers are released (and compute themselves),
+            # and its lock is deleted in a worker thread, since a cancelled task cannot
+            # safely await anything more.
+            self.land(miss.flight, error=None if isinstance(exc, asyncio.CancelledError) else exc)
+            if miss.lock is not None:
+                asyncio.get_running_loop().run_in_executor(None, self.release, miss.lock, True)
             raise
-        self.land(flight, skey, envelope)
+        self.land(miss.flight, skey, envelope)
         stored = envelope is not MISSING and await backend.awrite(
-            backend.lookup(self.alias), self.alias, skey, envelope, self.store_timeout
+            backend.lookup(self.alias),
+            self.alias,
+            skey,
+            self.sealed(skey, envelope),
+            self.store_timeout,
+            self.sign,
         )
+        if miss.lock is not None:
+            await sync_to_async(backend.delete)(backend.lookup(self.alias), self.alias, [miss.lock])
         if events.active:
-            self.report(skey, failed, stored, envelope, started)
+            self.report(skey, miss.state == FAILED, stored, envelope, miss.started)
         return result
+
+    def release(self, lock: str, detached: bool = False) -> None:
+        cache = backend.cache_for(self.alias)
+        backend.delete(cache, self.alias, [lock])
+        if detached:
+            cache.close()  # an executor thread no request_finished will ever clean up
 
     async def arefresh(
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -499,11 +758,8 @@ class Core:
             return await wrapped(*args, **kwargs)
         ekey, ckeys = plan
         started = time.perf_counter()
-        counters = await backend.aread(backend.lookup(self.counters_alias), self.counters_alias, ckeys)
-        stamps = None if counters is None else tuple(map(counters.get, ckeys))
-        return await self.acompute(
-            wrapped, args, kwargs, ekey, ckeys, stamps, False, started, counters is None
-        )
+        stamps, state = await sync_to_async(self.counters)(ckeys, backend.lookup(self.counters_alias))
+        return await self.acompute(wrapped, args, kwargs, Miss(ekey, ckeys, stamps, state, started))
 
     # -- explicit invalidation ---------------------------------------------------------------
 
@@ -518,6 +774,41 @@ class Core:
         bumps.bump_now(self.gen_keys[1:])
         if events.active:
             events.emit(self, None, events.INVALIDATED, 0.0)
+
+
+def _unusable(stamps: tuple[Any, ...] | None) -> bool:
+    """Whether some counter must be (re)created before an entry can be stamped."""
+    if stamps is None:
+        return False
+    return any(type(value) is not int for value in stamps)
+
+
+class Miss:
+    """What a call that did not hit carries from its read to its computation."""
+
+    __slots__ = ("ckeys", "ekey", "flight", "lock", "stamps", "started", "state")
+
+    def __init__(
+        self, ekey: str, ckeys: list[str], stamps: tuple[Any, ...] | None, state: int, started: float
+    ) -> None:
+        self.ekey = ekey
+        self.ckeys = ckeys
+        self.stamps = stamps
+        self.state = state
+        self.started = started
+        #: ``(slot, flight)`` when this caller leads an in-process flight.
+        self.flight: tuple[Any, flights.Flight] | None = None
+        #: The lock key this caller holds (and deletes when done), if any.
+        self.lock: str | None = None
+
+
+def _seconds(options: dict[str, Any], name: str, default: float, owner: str, minimum: float = 0) -> float:
+    value = options.get(name, default)
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:
+        raise InvalidOption(f"{owner}: {name} must be a number of seconds >= {minimum}, not {value!r}.")
+    return value
 
 
 def _alias_option(value: Any, owner: str) -> str | None:

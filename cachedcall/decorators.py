@@ -28,7 +28,9 @@ R = TypeVar("R")
 
 __all__ = ["cached"]
 
-OPTIONS = ("timeout", "cache", "key", "prefix", "version", "unless", "depends_on", "single_flight")
+# The options of the "Under load" section, shared with cached_view.
+LOAD_OPTIONS = ("single_flight", "lock", "lock_ttl", "lock_wait", "stale", "soft", "early")
+OPTIONS = ("timeout", "cache", "key", "prefix", "version", "unless", "depends_on", *LOAD_OPTIONS)
 
 
 # --- the wrapt proxies ------------------------------------------------------------------------
@@ -125,6 +127,12 @@ def cached(
     unless: Callable[[Any], object] | None = ...,
     depends_on: Sequence[Any] | Callable[..., Sequence[Any]] | None = ...,
     single_flight: bool = ...,
+    lock: bool | None = ...,
+    lock_ttl: float | datetime.timedelta = ...,
+    lock_wait: float | datetime.timedelta = ...,
+    stale: float | datetime.timedelta = ...,
+    soft: bool = ...,
+    early: float | None = ...,
 ) -> Callable[[Callable[P, R]], Cached[P, R]]: ...
 
 
@@ -144,6 +152,15 @@ def cached(*args: Any, **options: Any) -> Any:
     :param unless: a callable receiving the result; true means "do not store it".
     :param depends_on: models, instances and ``where(...)`` scopes (or a callable receiving
         the call's arguments and returning them) whose changes make an entry stale.
+    :param single_flight: concurrent misses of one key in this process compute once (default).
+    :param lock: one computation per key across processes, through a lock in the cache
+        (default ``CACHEDCALL["LOCK"]``, off); ``lock_ttl`` (30 s) bounds a dead holder,
+        ``lock_wait`` (10 s) how long others wait before computing themselves.
+    :param stale: seconds after the timeout during which one caller recomputes while the
+        others get the old value at once.
+    :param soft: model version bumps, too, serve the old value while one caller recomputes.
+    :param early: XFetch's beta: refresh before the timeout with probability
+        ``exp(-remaining / (beta * computation time))``.
     """
     func, options = check_options("cached", args, options, OPTIONS)
     if func is not None:

@@ -19,7 +19,9 @@ PENDING = "pending"
 ERROR = "error"
 INVALIDATED = "invalidated"
 REFUSED = "refused"
-OUTCOMES = (HIT, MISS, STORED, DISABLED, PENDING, ERROR, INVALIDATED, REFUSED)
+#: An old value served at once while another caller recomputes it (``stale=``, ``soft=``).
+STALE = "stale"
+OUTCOMES = (HIT, MISS, STORED, DISABLED, PENDING, ERROR, INVALIDATED, REFUSED, STALE)
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,15 @@ class Flights:
                 flight.event = threading.Event()
             return flight, False
 
+    def claim(self, slot: Any, leader: object) -> Flight | None:
+        """Lead a refresh of ``slot`` if nobody in this process is computing it, else ``None``:
+        a stale value is being refreshed already, and this caller serves the old one."""
+        with self._lock:
+            if slot in self._flights:
+                return None
+            flight = self._flights[slot] = Flight(leader)
+            return flight
+
     def land(
         self, slot: Any, flight: Flight, key: str | None, envelope: Any, error: BaseException | None
     ) -> None:

@@ -78,6 +78,10 @@ class Events:
     def errors(self, function: Any = None) -> int:
         return self.count(function, events.ERROR)
 
+    def stale(self, function: Any = None) -> int:
+        """Old values served while another caller recomputed (``stale=`` and ``soft=``)."""
+        return self.count(function, events.STALE)
+
     def bypassed(self, function: Any = None) -> int:
         return self.count(function, events.DISABLED) + self.count(function, events.PENDING)
 

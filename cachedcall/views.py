@@ -23,6 +23,7 @@ from django.http import HttpResponse
 from django.utils import translation
 
 from cachedcall.core import Core
+from cachedcall.decorators import LOAD_OPTIONS
 from cachedcall.decorators import OPTIONS
 from cachedcall.decorators import CachedFunction
 from cachedcall.decorators import check_options
@@ -36,15 +37,9 @@ __all__ = ["cached_view"]
 P = ParamSpec("P")
 R = TypeVar("R")
 VIEW_OPTIONS = (
-    "timeout",
-    "cache",
-    "depends_on",
-    "prefix",
-    "version",
-    "vary_on",
-    "per_user",
-    "statuses",
-    "single_flight",
+    *("timeout", "cache", "depends_on", "prefix", "version"),
+    *("vary_on", "per_user", "statuses"),
+    *LOAD_OPTIONS,
 )
 _PRIVATE = ("private", "no-store", "no-cache")
 
@@ -227,6 +222,12 @@ def cached_view(
     per_user: bool = ...,
     statuses: Iterable[int] = ...,
     single_flight: bool = ...,
+    lock: bool | None = ...,
+    lock_ttl: float | datetime.timedelta = ...,
+    lock_wait: float | datetime.timedelta = ...,
+    stale: float | datetime.timedelta = ...,
+    soft: bool = ...,
+    early: float | None = ...,
 ) -> Callable[[Callable[P, R]], Cached[P, R]]: ...
 
 

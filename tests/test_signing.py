@@ -1,0 +1,184 @@
+"""Signed entries: nothing read from the cache is unpickled before its HMAC verifies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+from collections import Counter
+
+import pytest
+from django.core.cache import caches
+from django.test import override_settings
+
+from cachedcall import backend
+from cachedcall import cached
+from cachedcall import signing
+from cachedcall import stats
+from cachedcall.checks import check_settings
+
+pytestmark = pytest.mark.usefixtures("backend_name")
+calls: Counter[str] = Counter()
+ran: list[str] = []
+
+
+def _record(what: str) -> str:
+    ran.append(what)
+    return what
+
+
+class Planted:
+    """What an attacker stores: unpickling it calls _record (it could call os.system)."""
+
+    def __reduce__(self):
+        return (_record, ("planted pickle executed",))
+
+
+@cached(timeout=60)
+def profile(n):
+    calls["profile"] += 1
+    return {"n": n}
+
+
+@cached(timeout=60)
+async def aprofile(n):
+    calls["aprofile"] += 1
+    return {"n": n}
+
+
+@pytest.fixture(autouse=True)
+def signed():
+    calls.clear()
+    ran.clear()
+    backend.bad_signatures.clear()
+    with override_settings(CACHEDCALL={"SIGN": True}):
+        yield
+
+
+def _raw_get(name, key):
+    """The bytes the server holds under ``key`` (as given to Django's cache API)."""
+    cache = caches["default"]
+    made = cache.make_key(key)
+    if name == "memcached":
+        from pymemcache.client.base import Client
+
+        client = Client(cache._servers[0])
+        try:
+            return client.get(made)
+        finally:
+            client.close()
+    if name == "redis":
+        import redis
+
+        client = redis.Redis.from_url(cache._servers[0])
+        try:
+            return client.get(made)
+        finally:
+            client.close()
+    return cache.get(key)
+
+
+def _plant(name, key, data, pickle_flag=True):
+    """Store ``data`` under ``key`` the way someone with network access to the server could."""
+    cache = caches["default"]
+    made = cache.make_key(key)
+    if name == "memcached":
+        from pymemcache.client.base import Client
+
+        client = Client(cache._servers[0])
+        try:
+            # flags 1: pymemcache's FLAG_PICKLE, which its pickle serde unpickles on read.
+            assert client.set(made, data, noreply=False, flags=1 if pickle_flag else 0)
+        finally:
+            client.close()
+    elif name == "redis":
+        import redis
+
+        client = redis.Redis.from_url(cache._servers[0])
+        try:
+            client.set(made, data)
+        finally:
+            client.close()
+    else:
+        cache.set(key, data)  # in-process: the stored value is the bytes themselves
+
+
+def test_signed_entries_round_trip_and_are_stored_as_signed_bytes(backend_name):
+    assert profile(1) == {"n": 1}
+    assert profile(1) == {"n": 1}
+    assert calls["profile"] == 1
+    stored = _raw_get(backend_name, profile.key(1))
+    assert stored.startswith(signing.MAGIC)
+    assert signing.unseal(profile.key(1), stored)[1] is not None
+
+
+def test_async_functions_store_and_read_signed_entries(backend_name):
+    async def twice():
+        return [await aprofile(2), await aprofile(2)]
+
+    assert asyncio.run(twice()) == [{"n": 2}, {"n": 2}]
+    caches.close_all()
+    assert calls["aprofile"] == 1
+    assert _raw_get(backend_name, aprofile.key(2)).startswith(signing.MAGIC)
+
+
+@pytest.mark.parametrize("forge", ["bare pickle", "forged signature"])
+def test_a_planted_pickle_is_never_unpickled_and_is_a_logged_counted_miss(backend_name, forge, caplog):
+    caplog.set_level(logging.ERROR, logger="cachedcall")
+    payload = pickle.dumps(Planted())
+    if forge == "forged signature":
+        payload = signing.MAGIC + b"\x00" * 32 + payload
+    assert profile(1) == {"n": 1}
+    _plant(backend_name, profile.key(1), payload)
+    assert profile(1) == {"n": 1}
+    assert ran == []
+    assert calls["profile"] == 2
+    assert stats()["bad_signatures"] == {"default": 1}
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "signature" in errors[0].getMessage()
+    assert profile(1) == {"n": 1}  # the planted entry was replaced by a signed one
+    assert calls["profile"] == 2 and ran == []
+
+
+def test_a_planted_pickle_under_a_version_counter_is_never_unpickled(backend_name):
+    assert profile(1) == {"n": 1}
+    generation = f"{'cc'}:G"
+    _plant(backend_name, generation, pickle.dumps(Planted()))
+    assert profile(1) == {"n": 1}
+    assert profile(1) == {"n": 1}
+    assert ran == []
+    assert calls["profile"] == 2  # the foreign counter was dropped and re-seeded: one miss
+    assert isinstance(caches["default"].get(generation), int)
+
+
+def test_a_valid_entry_copied_under_another_key_does_not_verify(backend_name):
+    assert profile(1) == {"n": 1}
+    _plant(backend_name, profile.key(2), _raw_get(backend_name, profile.key(1)), pickle_flag=False)
+    assert profile(2) == {"n": 2}
+    assert stats()["bad_signatures"] == {"default": 1}
+
+
+def test_entries_signed_with_a_fallback_secret_still_verify(backend_name):
+    assert profile(1) == {"n": 1}
+    with override_settings(SECRET_KEY="rotated", SECRET_KEY_FALLBACKS=["cachedcall-tests"]):
+        assert profile(1) == {"n": 1}
+        assert calls["profile"] == 1
+    with override_settings(SECRET_KEY="stolen-secret-is-not-ours"):
+        assert profile(1) == {"n": 1}
+        assert calls["profile"] == 2
+
+
+@pytest.mark.parametrize(
+    "backend_path",
+    ["django.core.cache.backends.db.DatabaseCache", "django.core.cache.backends.filebased.FileBasedCache"],
+)
+def test_signing_with_a_backend_that_unpickles_first_is_a_system_check_error(backend_path):
+    with override_settings(CACHES={"default": {"BACKEND": backend_path, "LOCATION": "x"}}):
+        messages = check_settings()
+    assert [m.id for m in messages if m.id.startswith("cachedcall.E00") and m.id != "cachedcall.E001"] == [
+        "cachedcall.E003"
+    ]
+
+
+def test_signing_is_accepted_for_the_backend_under_test():
+    assert [m.id for m in check_settings() if m.id == "cachedcall.E003"] == []
