@@ -2,6 +2,9 @@
 
 ``'cachedcall'`` must be in ``INSTALLED_APPS`` of every process that writes to models a
 cached function depends on, so that its writes bump versions.
+
+Process state: none of its own; :meth:`CachedCallConfig.ready` connects the receivers of
+:mod:`cachedcall.receivers` to Django's model signals (with ``dispatch_uid``, so twice is once).
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ class CachedCallConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        from cachedcall import bumps
         from cachedcall import checks as our_checks
+        from cachedcall import receivers
 
-        signals.pre_save.connect(bumps.on_pre_save, dispatch_uid="cachedcall.pre_save")
-        signals.post_save.connect(bumps.on_post_save, dispatch_uid="cachedcall.post_save")
-        signals.post_delete.connect(bumps.on_post_delete, dispatch_uid="cachedcall.post_delete")
-        signals.m2m_changed.connect(bumps.on_m2m_changed, dispatch_uid="cachedcall.m2m_changed")
+        signals.pre_save.connect(receivers.on_pre_save, dispatch_uid="cachedcall.pre_save")
+        signals.post_save.connect(receivers.on_post_save, dispatch_uid="cachedcall.post_save")
+        signals.post_delete.connect(receivers.on_post_delete, dispatch_uid="cachedcall.post_delete")
+        signals.m2m_changed.connect(receivers.on_m2m_changed, dispatch_uid="cachedcall.m2m_changed")
         checks.register(our_checks.check_settings, checks.Tags.caches)

@@ -1,7 +1,18 @@
-"""The only module that talks to ``django.core.cache``.
+"""The only module that talks to ``django.core.cache``: one :class:`Store` per alias.
 
 Every operation here fails open: a backend error is counted, logged once per outage window
 of an alias, and reported to the caller as "nothing found" / "not done", never raised.
+
+A :class:`Store` is one alias's operations. Sync code uses the backend of its own thread
+(looked up once per thread, not through asgiref's slower ``caches[alias]`` every call);
+async code looks the backend up in its own context and hands it to a worker thread for
+the blocking call (Django's ``a*`` methods are that same hop, one key at a time), except
+for backends that never block (LocMemCache), which run on the event loop.
+
+Process state: :data:`errors` and :data:`bad_signatures` (counts per alias), ``_down``
+(aliases in an open outage window, since when), ``_readers``/``_writers`` (the fast path
+chosen per backend class), ``_stores`` (one Store per alias, dropped when ``CACHES``
+changes), and each Store's thread-local backend. :func:`forget` resets all of it.
 """
 
 from __future__ import annotations
@@ -22,12 +33,12 @@ from django.core.cache.backends.base import BaseCache
 from django.core.signals import setting_changed
 
 from cachedcall import fastpaths
+from cachedcall.entry import MISSING
 
 __all__: list[str] = []
 
 logger = logging.getLogger("cachedcall")
 
-MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING", "__slots__": ()})()
 # A version counter starts at a random value below 2**62: an evicted counter is re-created
 # with a value never used before, so it cannot make an old entry valid again, and there is
 # room for 2**62 increments before memcached's 64-bit or Redis's signed counters wrap.
@@ -95,6 +106,7 @@ def _caches_changed(*, setting: str, **kwargs: object) -> None:
     global _generation
     if setting == "CACHES":
         _generation += 1
+        _stores.clear()
 
 
 setting_changed.connect(_caches_changed, dispatch_uid="cachedcall.backend.caches_changed")
@@ -138,47 +150,6 @@ def stats() -> dict[str, Any]:
     """Return a snapshot of the failure counters of this process."""
     with _lock:
         return {"errors": dict(errors), "down": sorted(_down), "bad_signatures": dict(bad_signatures)}
-
-
-# --- the envelope -------------------------------------------------------------------------------
-
-# (FORMAT, stamps, created, duration, pickled value, expires): ``expires`` is the wall-clock
-# end of freshness when the entry outlives it (a stale window, or early refresh), else None.
-FORMAT = 2
-STAMPS, CREATED, DURATION, PAYLOAD, EXPIRES = 1, 2, 3, 4, 5
-
-
-def pack(
-    stamps: tuple[Any, ...], duration: float, value: Any, fresh_for: float | None = None
-) -> tuple[Any, ...]:
-    """Return the stored form of ``value``: builtins only around a pickle of our own.
-
-    The value is pickled here rather than by the backend so that an entry that can no
-    longer be unpickled (a class renamed by a deploy, planted bytes) fails in
-    :func:`payload`, where it is a miss, and not inside the backend's ``get_many``, where it
-    would take the version counters read in the same round trip down with it.
-    """
-    now = time.time()
-    expires = None if fresh_for is None else now + fresh_for
-    return (FORMAT, stamps, now, duration, pickle.dumps(value, pickle.HIGHEST_PROTOCOL), expires)
-
-
-def current(envelope: Any, stamps: tuple[Any, ...]) -> bool:
-    """Whether an envelope was stamped with ``stamps``: nothing it depends on changed since.
-
-    Raise ``ValueError`` for something that is not an envelope of ours.
-    """
-    if type(envelope) is not tuple or len(envelope) != 6 or envelope[0] != FORMAT:
-        raise ValueError("not a cachedcall entry")
-    return envelope[1] == stamps  # type: ignore[no-any-return]
-
-
-def payload(envelope: tuple[Any, ...]) -> Any:
-    """Return the value of an envelope; ``ValueError`` when it does not unpickle."""
-    try:
-        return pickle.loads(envelope[PAYLOAD])
-    except Exception as exc:
-        raise ValueError(f"the stored value does not unpickle: {exc!r}") from exc
 
 
 # --- operations ---------------------------------------------------------------------------------
@@ -350,3 +321,85 @@ def incr(cache: BaseCache, alias: str, key: str) -> bool:
         return False
     failed(alias, "incr", RuntimeError(f"counter {key!r} kept disappearing"))
     return False
+
+
+# --- one alias --------------------------------------------------------------------------------
+
+_OPERATIONS: dict[str, Any] = {"read": read, "write": write, "delete": delete, "add": add, "seed": seed}
+_stores: dict[str, Store] = {}
+
+
+class Store:
+    """One cache alias's operations: fail open, count, and hop off the event loop.
+
+    ``run("read", keys)`` and ``await arun("read", keys)`` run the module's operation of
+    that name against this alias's backend, as the call protocol's drivers do.
+    """
+
+    __slots__ = ("alias",)
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    def __repr__(self) -> str:
+        return f"<Store {self.alias!r}>"
+
+    def cache(self) -> BaseCache:
+        """This thread's backend."""
+        return cache_for(self.alias)
+
+    def read(self, keys: Sequence[str], raw: bool = False) -> dict[str, Any] | None:
+        return read(cache_for(self.alias), self.alias, keys, raw)
+
+    async def aread(self, keys: Sequence[str], raw: bool = False) -> dict[str, Any] | None:
+        return await aread(lookup(self.alias), self.alias, keys, raw)
+
+    def write(self, key: str, value: Any, timeout: Any, raw: bool = False) -> bool:
+        return write(cache_for(self.alias), self.alias, key, value, timeout, raw)
+
+    def delete(self, keys: Iterable[str]) -> bool:
+        return delete(cache_for(self.alias), self.alias, keys)
+
+    def incr(self, key: str) -> bool:
+        return incr(cache_for(self.alias), self.alias, key)
+
+    def run(self, operation: str, *args: Any) -> Any:
+        return _OPERATIONS[operation](cache_for(self.alias), self.alias, *args)
+
+    async def arun(self, operation: str, *args: Any) -> Any:
+        # The backend is looked up here, in the caller's context, and handed to the worker
+        # thread: a backend looked up inside a worker thread would never be closed.
+        cache = lookup(self.alias)
+        if fastpaths.in_memory(_reader(cache)):
+            return _OPERATIONS[operation](cache, self.alias, *args)  # never blocks: no hop
+        from asgiref.sync import sync_to_async
+
+        return await sync_to_async(_OPERATIONS[operation])(cache, self.alias, *args)
+
+    def release_detached(self, keys: Iterable[str]) -> None:
+        """Delete ``keys`` from a thread that no ``request_finished`` will clean up (an
+        executor thread finishing a cancelled task's work), closing its connection after."""
+        cache = cache_for(self.alias)
+        delete(cache, self.alias, keys)
+        cache.close()
+
+
+def store(alias: str) -> Store:
+    """The :class:`Store` of ``alias``."""
+    found = _stores.get(alias)
+    if found is None:
+        found = _stores[alias] = Store(alias)
+    return found
+
+
+def forget() -> None:
+    """Reset this module's process state: counts, outage windows, chosen fast paths."""
+    global _generation
+    with _lock:
+        errors.clear()
+        bad_signatures.clear()
+        _down.clear()
+    _readers.clear()
+    _writers.clear()
+    _stores.clear()
+    _generation += 1

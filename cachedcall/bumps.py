@@ -1,9 +1,21 @@
-"""Bumping versions: now, or after the outermost commit; and the signal receivers.
+"""Bumping versions: now, or after the outermost commit; and retrying the bumps that failed.
 
 A bump requested inside ``transaction.atomic()`` is registered as a robust ``on_commit``
 callback, so it runs exactly once after the outermost commit and never after a rollback
 (Django drops callbacks of rolled-back savepoints); at commit it runs before every other
-callback, so a failing callback registered by someone else cannot stop it.
+callback, so a failing callback registered by someone else cannot stop it. The ordering,
+and seeing whether a bump is still queued, read Django's private ``run_on_commit`` list:
+only behind a gate (:func:`_gate`); where it is closed, bumps use ``on_commit()`` alone.
+
+Process state, all of it reset by :func:`forget` but the gate's memo:
+
+- ``_dirty`` (under ``_dirty_lock``): counters whose bump failed; calls that depend on
+  one bypass the cache here until a retry succeeds, so a lost bump serves nothing stale.
+- ``_retried``: when every dirty counter was last retried (at most once a second).
+- ``_local.pending`` (per thread): bumps waiting for a commit, by key; pruned lazily.
+- ``_local.rows`` (per thread): row bumps per model in this transaction (:data:`ROW_LIMIT`).
+- ``_gates``: per database wrapper class, whether the gate is open; it describes the
+  installed code, not what happened, so :func:`forget` keeps it.
 """
 
 from __future__ import annotations
@@ -12,6 +24,8 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from functools import partial
+from typing import TYPE_CHECKING
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS
@@ -20,53 +34,110 @@ from django.db import models
 
 from cachedcall import backend
 from cachedcall import conf
-from cachedcall.keys import pk_token
 from cachedcall.versions import dependency_keys
-from cachedcall.versions import label
-from cachedcall.versions import normalize
-from cachedcall.versions import scope_key
-from cachedcall.versions import shapes
 from cachedcall.versions import write_keys
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
 
 __all__ = ["bump", "reset"]
 
 logger = logging.getLogger("cachedcall")
 
-# Counters whose bump failed (backend down). Until a retry succeeds, calls that depend on
-# them bypass the cache in this process, so the failed bump cannot turn into a stale read.
-dirty: set[str] = set()
+ROW_LIMIT = 100
+
+_dirty: set[str] = set()
 _dirty_lock = threading.Lock()
+_retried = [0.0]
 _local = threading.local()
 
 
+# --- what the other modules and the testing helpers may ask ---------------------------------
+
+
+def has_pending() -> bool:
+    """Whether this thread may have a bump waiting for a commit (cheap, for the hit path).
+
+    It may say True of a record a rollback dropped; :func:`is_pending` tells for sure.
+    """
+    return bool(getattr(_local, "pending", None))
+
+
+def is_pending(key: str) -> bool:
+    """Whether a bump of ``key`` waits for a commit in this thread (prunes a stale record)."""
+    pending: dict[str, _Pending] | None = getattr(_local, "pending", None)
+    record = pending.get(key) if pending else None
+    if record is None or record.alive():
+        return record is not None
+    _pending().pop(key, None)
+    return False
+
+
+def is_dirty() -> bool:
+    """Whether a bump failed in this process and waits for a retry; cheap, for the hit path."""
+    return bool(_dirty)
+
+
+def dirty_keys() -> list[str]:
+    """The counters whose bump failed and waits for a retry, sorted."""
+    with _dirty_lock:
+        return sorted(_dirty)
+
+
+def forget() -> None:
+    """Forget failed bumps, the retry clock, and this thread's pending bumps and row counts.
+
+    For the testing helpers. Callbacks queued in an open transaction still run at its
+    commit; only our records of them go. Other threads keep theirs.
+    """
+    with _dirty_lock:
+        _dirty.clear()
+    _retried[0] = 0.0
+    _local.__dict__.clear()
+
+
+# --- bumps after the commit ----------------------------------------------------------------
+
+
 class _Pending:
-    """One bump waiting for a commit on one database alias."""
+    """One bump waiting for a commit on one database alias.
 
-    __slots__ = ("hooks", "key", "using")
+    ``hooks`` is the ``run_on_commit`` list it went into, or ``None`` when the gate is
+    closed. Then one key may have several records queued, since we cannot see which of them
+    a rollback dropped; they share ``ran``, so the first of them to run bumps, once.
+    """
 
-    def __init__(self, key: str, using: str, hooks: list[Any]) -> None:
-        self.key = key
-        self.using = using
-        self.hooks = hooks
+    __slots__ = ("hooks", "key", "ran", "using")
+
+    def __init__(self, key: str, using: str, hooks: list[Any] | None, ran: list[bool]) -> None:
+        self.key, self.using, self.hooks, self.ran = key, using, hooks, ran
 
     def __call__(self) -> None:
+        if self.hooks is None:
+            if self.ran[0]:
+                return
+            self.ran[0] = True
+            _local.rows = None  # a commit: the next transaction counts its rows afresh
         pending = _pending()
-        if pending.get(self.key) is self:
+        record = pending.get(self.key)
+        if record is not None and record.ran is self.ran:  # with the gate, "record is self"
             del pending[self.key]
         bump_now([self.key])
 
     def alive(self) -> bool:
-        """Whether our callback is still queued (not run, not dropped by a rollback)."""
-        hooks = connections[self.using].run_on_commit
+        """Whether our callback may still run (not run yet, not dropped by a rollback)."""
+        connection = connections[self.using]
+        if self.hooks is None:
+            # We cannot see the queue: until it runs, it counts as queued while a transaction
+            # is open. Only reads trust that (they bypass); request() queues another record.
+            return not self.ran[0] and connection.in_atomic_block
+        hooks = connection.run_on_commit
         if hooks is self.hooks:
             return True
         if any(entry[1] is self for entry in hooks):
             self.hooks = hooks
             return True
         return False
-
-
-ROW_LIMIT = 100
 
 
 class _Hooks(list):  # type: ignore[type-arg]
@@ -97,12 +168,14 @@ def _row_model(key: str) -> str | None:
     return None
 
 
-def _row_counts(hooks: list[Any]) -> dict[str, int]:
-    # Counts are per transaction: Django gives the connection a new run_on_commit list at
-    # every commit and rollback, so the list's identity tells one transaction from the next.
-    held: tuple[list[Any], dict[str, int]] | None = getattr(_local, "rows", None)
-    if held is None or held[0] is not hooks:
-        held = _local.rows = (hooks, {})
+def _row_counts(transaction: object) -> dict[str, int]:
+    # Counts are per transaction. With the gate open, Django gives the connection a new
+    # run_on_commit list at every commit and rollback, so the list's identity tells one
+    # transaction from the next. Else the token is None and a commit running one of our
+    # bumps restarts the counts; counts left by a rollback only bring the epoch sooner.
+    held: tuple[object, dict[str, int]] | None = getattr(_local, "rows", None)
+    if held is None or held[0] is not transaction:
+        held = _local.rows = (transaction, {})
     return held[1]
 
 
@@ -113,19 +186,15 @@ def _pending() -> dict[str, _Pending]:
     return pending
 
 
-def pending_keys() -> dict[str, _Pending]:
-    """This thread's keys whose bump waits for a commit (stale records pruned lazily)."""
-    return getattr(_local, "pending", None) or {}
-
-
-def is_pending(key: str) -> bool:
-    record = pending_keys().get(key)
-    if record is None:
-        return False
-    if record.alive():
-        return True
-    _pending().pop(key, None)
-    return False
+def _flag_for(record: _Pending | None, hooks: list[Any] | None) -> list[bool] | None:
+    """The ``ran`` flag a new record of this key gets, or ``None`` when it needs none."""
+    if record is None or not record.alive():
+        return [False]
+    if record.hooks is not None:
+        return None  # the gate saw it queued: it will run
+    # Without the gate a savepoint rollback may have dropped it while the transaction goes
+    # on, so queue another; one without the gate too shares its flag, to bump once.
+    return record.ran if hooks is None else [False]
 
 
 def request(keys: Iterable[str], using: str | None) -> None:
@@ -134,13 +203,16 @@ def request(keys: Iterable[str], using: str | None) -> None:
     if not connection.in_atomic_block:
         bump_now(keys)
         return
-    if type(connection.run_on_commit) is not _Hooks:
-        connection.run_on_commit = _Hooks(connection.run_on_commit)
+    hooks: list[Any] | None = None
+    if _gate(connection):
+        if type(connection.run_on_commit) is not _Hooks:
+            connection.run_on_commit = _Hooks(connection.run_on_commit)
+        hooks = connection.run_on_commit
     pending = _pending()
-    rows = _row_counts(connection.run_on_commit)
+    rows = _row_counts(hooks)
     for key in keys:
-        record = pending.get(key)
-        if record is not None and record.alive():
+        ran = _flag_for(pending.get(key), hooks)
+        if ran is None:
             continue
         model = _row_model(key)
         if model is not None:
@@ -150,12 +222,100 @@ def request(keys: Iterable[str], using: str | None) -> None:
             count = rows[model] = rows.get(model, 0) + 1
             if count > ROW_LIMIT:
                 key = model + ":*"
-                record = pending.get(key)
-                if record is not None and record.alive():
+                ran = _flag_for(pending.get(key), hooks)
+                if ran is None:
                     continue
-        record = _Pending(key, connection.alias, connection.run_on_commit)
+        record = _Pending(key, connection.alias, hooks, ran)
         connection.on_commit(record, robust=True)
         pending[key] = record
+
+
+# --- the gate on Django's run_on_commit ----------------------------------------------------
+
+_gates: dict[type[BaseDatabaseWrapper], bool] = {}
+_gates_lock = threading.Lock()
+
+
+def _gate(connection: BaseDatabaseWrapper) -> bool:
+    """Whether ``connection``'s class keeps ``run_on_commit`` as assumed; probed once per class."""
+    cls = type(connection)
+    gate = _gates.get(cls)
+    if gate is None:
+        with _gates_lock:
+            gate = _gates.get(cls)
+            if gate is None:
+                reason = _probe(cls)
+                gate = _gates[cls] = reason is None
+                if reason is not None:
+                    logger.info(
+                        "cachedcall: %s.%s keeps on_commit() callbacks in a way this version "
+                        "does not know (%s); bumps use the public on_commit() alone, so a "
+                        "failing callback registered before one can stop it.",
+                        cls.__module__,
+                        cls.__qualname__,
+                        reason,
+                    )
+    return gate
+
+
+def _probe(cls: type[BaseDatabaseWrapper]) -> str | None:
+    """Run ``cls``'s own transaction methods on a bare instance; return what differs, or None.
+
+    What :class:`_Pending` and :class:`_Hooks` assume: ``on_commit()`` appends ``(savepoint
+    ids, func, robust)`` tuples in place; a commit puts a new list in place and drains the
+    old one with ``pop(0)``; a rollback, of a savepoint too, puts a new list in place. It
+    runs the code, since some installs ship no source; only the steps that need a database
+    are stubbed, and a Django that needs more of the instance closes the gate by raising.
+    """
+
+    ran: list[str] = []
+
+    class Ours(_Pending):
+        __slots__ = ()
+
+        def __call__(self) -> None:
+            ran.append("ours")
+
+    ours, a, b = Ours("", "", None, [False]), partial(ran.append, "a"), partial(ran.append, "b")
+    try:
+
+        class Probe(cls):  # type: ignore[misc,valid-type]
+            validate_thread_sharing = _savepoint_rollback = _rollback = staticmethod(lambda *_: None)
+            _savepoint_allowed = staticmethod(lambda: True)
+
+        # savepoint_rollback() and rollback() refuse to run in an event loop's thread; the
+        # probe touches no database, so it calls the functions they wrap.
+        savepoint_rollback: Any = getattr(Probe.savepoint_rollback, "__wrapped__", Probe.savepoint_rollback)
+        rollback: Any = getattr(Probe.rollback, "__wrapped__", Probe.rollback)
+        db: Any = object.__new__(Probe)
+        db.in_atomic_block, db.savepoint_ids = True, ["s1"]
+        hooks = db.run_on_commit = _Hooks()
+        db.on_commit(a)
+        db.on_commit(b)
+        db.on_commit(ours, robust=True)
+        entry = hooks[-1] if db.run_on_commit is hooks and len(hooks) == 3 else None
+        if not (type(entry) is tuple and len(entry) == 3 and entry[1] is ours and entry[2] is True):
+            return "on_commit() does not append (savepoint ids, func, robust) tuples in place"
+        db.savepoint_ids = ["s1", "s2"]
+        db.on_commit(partial(ran.append, "dropped"))
+        savepoint_rollback(db, "s2")
+        if db.run_on_commit is hooks or [e[1] for e in db.run_on_commit] != [a, b, ours]:
+            return "a savepoint rollback does not put a new list in place"
+        hooks = db.run_on_commit = _Hooks(db.run_on_commit)
+        db.in_atomic_block = False
+        Probe.run_and_clear_commit_hooks(db)
+        if ran != ["ours", "a", "b"] or not hooks._ordered or db.run_on_commit is hooks:
+            return "a commit does not swap in a new list and drain the old one with pop(0)"
+        left = db.run_on_commit = [({"s1"}, a, False)]
+        rollback(db)
+        if db.run_on_commit is left or db.run_on_commit:
+            return "a rollback does not put a new list in place"
+    except Exception as exc:
+        return f"probing it raised {exc!r}"
+    return None
+
+
+# --- bumping now, and retrying ---------------------------------------------------------------
 
 
 def bump_now(keys: Iterable[str]) -> bool:
@@ -165,23 +325,20 @@ def bump_now(keys: Iterable[str]) -> bool:
     ok = True
     for key in keys:
         if backend.incr(cache, alias, key):
-            if dirty:
+            if _dirty:
                 with _dirty_lock:
-                    dirty.discard(key)
+                    _dirty.discard(key)
         else:
             ok = False
             with _dirty_lock:
-                if key not in dirty:
+                if key not in _dirty:
                     logger.warning(
                         "cachedcall: could not bump %r; calls depending on it bypass the "
                         "cache in this process until a retry succeeds.",
                         key,
                     )
-                dirty.add(key)
+                _dirty.add(key)
     return ok
-
-
-_retried = [0.0]
 
 
 def retry_dirty(keys: Iterable[str]) -> bool:
@@ -190,7 +347,7 @@ def retry_dirty(keys: Iterable[str]) -> bool:
     Dirty counters the call does not read are retried too, at most once a second, so they
     settle as soon as the backend answers rather than when a reader happens to need them.
     """
-    stuck = [k for k in keys if k in dirty]
+    stuck = [k for k in keys if k in _dirty]
     now = time.monotonic()
     if stuck:
         if not bump_now(stuck):
@@ -198,8 +355,10 @@ def retry_dirty(keys: Iterable[str]) -> bool:
     elif now - _retried[0] < 1.0:
         return True
     _retried[0] = now
-    if dirty:
-        bump_now(list(dirty))
+    if _dirty:
+        with _dirty_lock:
+            others = list(_dirty)  # a snapshot: bump_now() changes the set as it goes
+        bump_now(others)
     return True
 
 
@@ -236,111 +395,3 @@ def reset() -> None:
     """
     settings = conf.get()
     bump_now([f"{settings.key_prefix}:G"])
-
-
-# --- signal receivers ---------------------------------------------------------------------------
-
-
-def _ignored(model: type[models.Model]) -> bool:
-    meta = model._meta
-    return meta.label_lower in conf.get().ignore_models or (
-        meta.concrete_model is not None and meta.concrete_model._meta.label_lower in conf.get().ignore_models
-    )
-
-
-def on_pre_save(
-    sender: type[models.Model],
-    instance: models.Model,
-    raw: bool = False,
-    using: str | None = None,
-    update_fields: Any = None,
-    **kwargs: Any,
-) -> None:
-    # An update can move a row out of a scope: read the scope values it had, so the old
-    # scopes are bumped too. Skipped when no scope column can change.
-    if instance.pk is None or _ignored(sender):
-        return
-    meta = sender._meta
-    if instance._state.adding and meta.pk is not None and meta.pk.has_default():
-        return  # Django inserts without looking: there is no old row.
-    model = meta.concrete_model
-    assert model is not None
-    wanted: dict[type[models.Model], list[tuple[str, ...]]] = {}
-    for cls in (model, *model._meta.get_parent_list()):
-        for names in shapes(cls):
-            # Read the stored values when the row may leave the scope (the columns are
-            # written) or when we do not know which scope it is in (a deferred column).
-            deferred = any(n not in instance.__dict__ for n in names)
-            written = update_fields is None or any(
-                n in update_fields or n.removesuffix("_id") in update_fields for n in names
-            )
-            if deferred or written:
-                wanted.setdefault(cls, []).append(names)
-    if not wanted:
-        return
-    old: dict[tuple[str, ...], tuple[Any, ...]] = {}
-    for cls, cls_shapes in wanted.items():
-        columns = sorted({n for names in cls_shapes for n in names})
-        row = cls._base_manager.using(using).filter(pk=instance.pk).values(*columns).first()
-        if row is not None:
-            for names in cls_shapes:
-                old[names] = tuple(row[n] for n in names)
-    instance.__dict__["_cachedcall_old"] = old
-
-
-def on_post_save(
-    sender: type[models.Model], instance: models.Model, using: str | None = None, **kwargs: Any
-) -> None:
-    old = instance.__dict__.pop("_cachedcall_old", None)
-    if _ignored(sender):
-        return
-    request(write_keys(instance, conf.get().key_prefix, old), using)
-
-
-def on_post_delete(
-    sender: type[models.Model], instance: models.Model, using: str | None = None, **kwargs: Any
-) -> None:
-    if _ignored(sender):
-        return
-    request(write_keys(instance, conf.get().key_prefix), using)
-
-
-def on_m2m_changed(
-    sender: type[models.Model],
-    instance: models.Model,
-    action: str,
-    model: type[models.Model],
-    pk_set: set[Any] | None,
-    using: str | None = None,
-    **kwargs: Any,
-) -> None:
-    if action not in ("post_add", "post_remove", "post_clear"):
-        return
-    prefix = conf.get().key_prefix
-    through = sender
-    keys: list[str] = []
-    for cls in (type(instance), model, through):
-        if not _ignored(cls):
-            keys.append(f"{prefix}:v:{cls._meta.concrete_model._meta.label_lower}")  # type: ignore[union-attr]
-    if not _ignored(type(instance)):
-        keys.extend(write_keys(instance, prefix))
-    if not _ignored(model):
-        lbl = label(model)
-        # The related rows' own columns did not change, but their set of partners did.
-        keys.extend(f"{prefix}:v:{lbl}:{pk_token(pk)}" for pk in pk_set or ())
-    # The through rows came or went: bump the through model's foreign-key scopes.
-    for field in through._meta.concrete_fields:
-        if not field.is_relation:
-            continue
-        related = field.related_model
-        if not isinstance(related, type):
-            continue
-        if isinstance(instance, related):
-            pks = [instance.pk]
-        elif issubclass(model, related):
-            pks = list(pk_set or ())
-        else:
-            continue
-        lbl = label(through)
-        keys.extend(scope_key(prefix, lbl, (field.attname,), (normalize(field, pk),)) for pk in pks)
-    request(dict.fromkeys(keys), using)

@@ -24,7 +24,7 @@ _SIGNABLE = (
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     from cachedcall import conf
-    from cachedcall.core import registry
+    from cachedcall.function import registry
 
     try:
         current = conf.get()
@@ -34,9 +34,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     used: dict[str, str] = {current.cache: "CACHEDCALL['CACHE']"}
     if current.versions_cache:
         used[current.versions_cache] = "CACHEDCALL['VERSIONS_CACHE']"
-    for core in registry:
-        if core.cache_option:
-            used.setdefault(core.cache_option, f"cached(cache=...) on {core.name}")
+    for fc in list(registry):
+        if fc.cache_option:
+            used.setdefault(fc.cache_option, f"cached(cache=...) on {fc.name}")
     messages: list[checks.CheckMessage] = []
     counters = caches.get(current.counters_cache) or {}
     if counters.get("BACKEND") == _MEMCACHED and len(_locations(counters.get("LOCATION"))) > 1:

@@ -3,6 +3,10 @@
 Importing this module never touches ``django.conf.settings``: the first call of
 :func:`get` does, and a ``setting_changed`` signal (``override_settings``) throws the
 result away so the next call reads it again.
+
+Process state: the settings read (``_current``, dropped by :func:`forget`) and the key
+prefix suffix of a pytest-xdist worker (``_namespace_suffix``, set once per process by the
+pytest plugin and kept by :func:`forget`: it is configuration, like the settings module).
 """
 
 from __future__ import annotations
@@ -199,6 +203,12 @@ def check_timeout(value: object, where: str, error: type[Exception]) -> float | 
             "never expire and 0 to not store."
         )
     return value
+
+
+def forget() -> None:
+    """Drop the settings read, so the next call reads them again."""
+    global _current
+    _current = None
 
 
 def _reset(*, setting: str, **kwargs: object) -> None:

@@ -1,12 +1,16 @@
-"""``@cached``: the decorator, and the wrapt proxies that carry a function's helpers.
+"""``@cached``: options in, a wrapt proxy out.
 
-The work of a call is done by :class:`cachedcall.core.Core`.
+The proxy (:class:`CachedFunction`) carries the function's helpers; the work of a call is
+done by :mod:`cachedcall.call` with the function's :class:`cachedcall.function.FunctionCache`.
+
+Process state: none.
 """
 
 from __future__ import annotations
 
 import datetime
-import difflib
+import functools
+import inspect
 from collections.abc import Callable
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -17,8 +21,10 @@ from typing import overload
 
 import wrapt
 
-from cachedcall.core import Core
+from cachedcall import call
+from cachedcall import options
 from cachedcall.exceptions import InvalidOption
+from cachedcall.function import FunctionCache
 
 if TYPE_CHECKING:
     from cachedcall.protocols import Cached
@@ -28,12 +34,38 @@ R = TypeVar("R")
 
 __all__ = ["cached"]
 
-# The options of the "Under load" section, shared with cached_view.
-LOAD_OPTIONS = ("single_flight", "lock", "lock_ttl", "lock_wait", "stale", "soft", "early")
-OPTIONS = ("timeout", "cache", "key", "prefix", "version", "unless", "depends_on", *LOAD_OPTIONS)
-
 
 # --- the wrapt proxies ------------------------------------------------------------------------
+
+
+def binding_of(wrapped: Any) -> str:
+    """What wrapt's ``FunctionWrapper`` will call the binding of ``wrapped``, derived the way
+    it derives it (a contract test checks that they agree): whether calls bind ``self``."""
+    if isinstance(wrapped, wrapt.FunctionWrapper):
+        return str(wrapped._self_binding)
+    if inspect.isbuiltin(wrapped):
+        return "builtin"
+    if inspect.isfunction(wrapped):
+        return "function"
+    if inspect.isclass(wrapped):
+        return "class"
+    if isinstance(wrapped, classmethod):
+        return "classmethod"
+    if isinstance(wrapped, staticmethod):
+        return "staticmethod"
+    if hasattr(wrapped, "__self__"):
+        if inspect.isclass(wrapped.__self__):
+            return "classmethod"
+        return "instancemethod" if inspect.ismethod(wrapped) else "callable"
+    return "callable"
+
+
+def function_cache(decorated: Any) -> FunctionCache | None:
+    """The FunctionCache behind a decorated function or a bound decorated method."""
+    found = getattr(decorated, "_self_function_cache", None)
+    if found is None:
+        found = getattr(getattr(decorated, "_self_parent", None), "_self_function_cache", None)
+    return found
 
 
 def _instance_of(bound: Any) -> Any:
@@ -49,18 +81,19 @@ class BoundCachedFunction(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
     """A decorated method bound to an instance or class: the helpers include ``self``."""
 
     def key(self, *args: Any, **kwargs: Any) -> str:
-        return self._self_parent._self_core.key_for(_instance_of(self), args, kwargs)  # type: ignore[no-any-return]
+        fc: FunctionCache = self._self_parent._self_function_cache
+        return fc.key_for(_instance_of(self), args, kwargs)
 
     def invalidate(self, *args: Any, **kwargs: Any) -> None:
-        self._self_parent._self_core.invalidate(_instance_of(self), args, kwargs)
+        self._self_parent._self_function_cache.invalidate(_instance_of(self), args, kwargs)
 
     def invalidate_all(self) -> None:
-        self._self_parent._self_core.invalidate_all()
+        self._self_parent._self_function_cache.invalidate_all()
 
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
-        core = self._self_parent._self_core
-        method = core.arefresh if core.is_async else core.refresh
-        return method(self.__wrapped__, _instance_of(self), args, kwargs)
+        fc = self._self_parent._self_function_cache
+        method = call.arefresh if fc.is_async else call.refresh
+        return method(fc, self.__wrapped__, _instance_of(self), args, kwargs)
 
 
 class CachedFunction(wrapt.FunctionWrapper):  # type: ignore[type-arg]
@@ -68,13 +101,10 @@ class CachedFunction(wrapt.FunctionWrapper):  # type: ignore[type-arg]
 
     __bound_function_wrapper__ = BoundCachedFunction
 
-    def __init__(self, wrapped: Any, options: dict[str, Any], core: Core | None = None) -> None:
-        if core is None:
-            probe = wrapt.FunctionWrapper(wrapped, lambda *a: None)
-            core = Core(wrapped, options, probe._self_binding)
-        handler = core.acall if core.is_async else core.call
+    def __init__(self, wrapped: Any, fc: FunctionCache) -> None:
+        handler = functools.partial(call.acall if fc.is_async else call.call, fc)
         super().__init__(wrapped, handler)
-        self._self_core = core
+        self._self_function_cache = fc
         self._self_handler = handler
 
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
@@ -87,21 +117,21 @@ class CachedFunction(wrapt.FunctionWrapper):  # type: ignore[type-arg]
 
     def key(self, *args: Any, **kwargs: Any) -> str:
         """Return the key this call's entry has in Django's cache API (no I/O)."""
-        return self._self_core.key_for(None, args, kwargs)
+        return self._self_function_cache.key_for(None, args, kwargs)
 
     def invalidate(self, *args: Any, **kwargs: Any) -> None:
         """Delete this call's entry."""
-        self._self_core.invalidate(None, args, kwargs)
+        self._self_function_cache.invalidate(None, args, kwargs)
 
     def invalidate_all(self) -> None:
         """Make every entry of this function unreachable (one counter bump, no scan)."""
-        self._self_core.invalidate_all()
+        self._self_function_cache.invalidate_all()
 
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
         """Recompute this call, store the fresh value and return it."""
-        core = self._self_core
-        method = core.arefresh if core.is_async else core.refresh
-        return method(self.__wrapped__, None, args, kwargs)
+        fc = self._self_function_cache
+        method = call.arefresh if fc.is_async else call.refresh
+        return method(fc, self.__wrapped__, None, args, kwargs)
 
     def __reduce_ex__(self, protocol: Any) -> str:
         # Pickle a module-level decorated function by reference, as pickle does functions.
@@ -109,7 +139,7 @@ class CachedFunction(wrapt.FunctionWrapper):  # type: ignore[type-arg]
         return name
 
     def __repr__(self) -> str:
-        return f"<cached {self._self_core.name}>"
+        return f"<cached {self._self_function_cache.name}>"
 
 
 @overload
@@ -136,69 +166,27 @@ def cached(
 ) -> Callable[[Callable[P, R]], Cached[P, R]]: ...
 
 
-def cached(*args: Any, **options: Any) -> Any:
-    """Cache a function's results in Django's cache, keyed by its arguments.
-
-    ``@cached``, ``@cached(300)`` and ``@cached(timeout=300, ...)`` all work. See the README
-    for every option; the signature seen by type checkers is ``cachedcall.Cached``.
-
-    :param timeout: seconds (``int``, ``float`` or ``timedelta``); ``None`` never expires and
-        ``0`` does not store. Default: ``CACHEDCALL["TIMEOUT"]``, else the alias's own.
-    :param cache: the alias of ``settings.CACHES`` (default ``CACHEDCALL["CACHE"]``).
-    :param key: a callable receiving the call's arguments and returning the key material,
-        or a list of the parameter names to key on.
-    :param prefix: the function's namespace (default ``module.qualname``).
-    :param version: change it when the function's meaning changes.
-    :param unless: a callable receiving the result; true means "do not store it".
-    :param depends_on: models, instances and ``where(...)`` scopes (or a callable receiving
-        the call's arguments and returning them) whose changes make an entry stale.
-    :param single_flight: concurrent misses of one key in this process compute once (default).
-    :param lock: one computation per key across processes, through a lock in the cache
-        (default ``CACHEDCALL["LOCK"]``, off); ``lock_ttl`` (30 s) bounds a dead holder,
-        ``lock_wait`` (10 s) how long others wait before computing themselves.
-    :param stale: seconds after the timeout during which one caller recomputes while the
-        others get the old value at once.
-    :param soft: model version bumps, too, serve the old value while one caller recomputes.
-    :param early: XFetch's beta: refresh before the timeout with probability
-        ``exp(-remaining / (beta * computation time))``.
-    """
-    func, options = check_options("cached", args, options, OPTIONS)
+def cached(*args: Any, **given: Any) -> Any:
+    func, given = options.split_call("cached", args, given, options.FUNCTION)
     if func is not None:
-        return _apply(func, options)
+        return _apply(func, given)
 
     def decorate(func: Any) -> Any:
-        return _apply(func, options)
+        return _apply(func, given)
 
     return decorate
 
 
-def check_options(
-    name: str, args: tuple[Any, ...], options: dict[str, Any], known: Sequence[str]
-) -> tuple[Any, dict[str, Any]]:
-    """Validate a decorator's call; return ``(function for the bare form or None, options)``."""
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        hints = [difflib.get_close_matches(option, known, 1) for option in unknown]
-        hint = "; ".join(f"did you mean {h[0]!r}?" for h in hints if h)
-        raise InvalidOption(
-            f"{name}() got unknown option(s) {', '.join(map(repr, unknown))}; "
-            f"the options are {', '.join(known)}. {hint}".rstrip()
-        )
-    if len(args) > 1:
-        raise InvalidOption(f"{name}() takes at most one positional argument, the timeout.")
-    if args:
-        first = args[0]
-        if callable(first) or isinstance(first, (classmethod, staticmethod)):
-            if options:
-                raise InvalidOption(f"{name}(func, ...): pass options as @{name}(timeout=..., ...).")
-            return first, {}
-        if "timeout" in options:
-            raise InvalidOption(f"{name}() got the timeout both as an argument and as timeout=.")
-        options["timeout"] = first
-    return None, options
+cached.__doc__ = f"""Cache a function's results in Django's cache, keyed by its arguments.
+
+``@cached``, ``@cached(300)`` and ``@cached(timeout=300, ...)`` all work; the signature
+seen by type checkers is ``cachedcall.Cached``. Every option is checked at decoration.
+
+{options.params(options.FUNCTION)}
+"""
 
 
-def _apply(func: Any, options: dict[str, Any]) -> Any:
+def _apply(func: Any, given: dict[str, Any]) -> Any:
     if isinstance(func, type) or not (callable(func) or isinstance(func, (classmethod, staticmethod))):
         raise InvalidOption(f"@cached decorates functions and methods, not {func!r}.")
-    return CachedFunction(func, options)
+    return CachedFunction(func, FunctionCache(func, given, binding_of(func)))

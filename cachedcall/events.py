@@ -1,6 +1,9 @@
 """Cache events of decorated calls, delivered to open :func:`cachedcall.testing.record` blocks.
 
 Emitting costs one attribute read per call while nobody records.
+
+Process state: the open sinks (``_sinks``) and whether there is one (:data:`active`), reset
+by :func:`forget`.
 """
 
 from __future__ import annotations
@@ -45,10 +48,10 @@ _sinks: list[list[Event]] = []
 active = False
 
 
-def emit(core: Any, key: str | None, outcome: str, duration: float, reason: str | None = None) -> None:
+def emit(fc: Any, key: str | None, outcome: str, duration: float, reason: str | None = None) -> None:
     if not _sinks:
         return
-    event = Event(core.name, key, outcome, duration, reason)
+    event = Event(fc.name, key, outcome, duration, reason)
     with _lock:
         for sink in _sinks:
             sink.append(event)
@@ -69,3 +72,11 @@ def detach(sink: list[Event]) -> None:
                 del _sinks[i]
                 break
         active = bool(_sinks)
+
+
+def forget() -> None:
+    """Close every open recording."""
+    global active
+    with _lock:
+        _sinks.clear()
+        active = False

@@ -4,16 +4,18 @@ The first caller to miss a key leads: it computes and stores. The others follow:
 (at most ``WAIT`` seconds, then compute themselves) and get the leader's value — a copy
 unpickled from the stored payload, so no caller can mutate another's — or its exception.
 Threads share flights through a lock; asyncio tasks of one event loop through futures.
+
+Process state: each decorated function's :class:`Flights` (the computations in progress).
 """
 
 from __future__ import annotations
 
 import asyncio
-import pickle
 import threading
 from typing import Any
 
-from cachedcall.backend import MISSING
+from cachedcall import entry
+from cachedcall.entry import MISSING
 
 __all__: list[str] = []
 
@@ -24,7 +26,7 @@ WAIT = 10.0
 class Flight:
     """One computation that other callers of the same key wait for."""
 
-    __slots__ = ("envelope", "error", "event", "key", "landed", "leader")
+    __slots__ = ("entry", "error", "event", "key", "landed", "leader")
 
     def __init__(self, leader: object) -> None:
         # The event is made only when a follower joins: most flights have none, and an
@@ -32,7 +34,7 @@ class Flight:
         self.event: threading.Event | None = None
         self.landed = False
         self.key: str | None = None
-        self.envelope: Any = None
+        self.entry: entry.Entry | None = None
         self.error: BaseException | None = None
         self.leader = leader
 
@@ -42,9 +44,9 @@ class Flight:
         (nothing stored, or stored under another key)."""
         if self.error is not None:
             raise self.error
-        if self.envelope is None or self.key != key:
+        if self.entry is None or self.key != key:
             return MISSING
-        return pickle.loads(self.envelope[4])
+        return entry.value(self.entry.payload)
 
 
 class Flights:
@@ -82,13 +84,13 @@ class Flights:
             return flight
 
     def land(
-        self, slot: Any, flight: Flight, key: str | None, envelope: Any, error: BaseException | None
+        self, slot: Any, flight: Flight, key: str | None, stored: Any, error: BaseException | None
     ) -> None:
         """Publish the leader's outcome and let the followers go."""
         with self._lock:
             if self._flights.get(slot) is flight:
                 del self._flights[slot]
-            flight.key, flight.envelope, flight.error = key, envelope, error
+            flight.key, flight.entry, flight.error = key, stored, error
             flight.landed = True
             event = flight.event
         if event is not None:

@@ -2,6 +2,9 @@
 
 Nothing here does I/O or touches the database: a model instance is keyed by its primary
 key as already loaded, and a QuerySet is refused rather than evaluated.
+
+Process state: the encoder resolved per argument type (``_EXACT`` grows by the types met),
+reset to the builtin types by :func:`forget`.
 """
 
 from __future__ import annotations
@@ -160,6 +163,15 @@ _EXACT: dict[type, Callable[[Any, list[str]], None]] = {
     set: _unordered("{"),
     frozenset: _unordered("z"),
 }
+
+
+_BUILTIN = dict(_EXACT)
+
+
+def forget() -> None:
+    """Forget the encoders resolved for other types than the builtin ones."""
+    _EXACT.clear()
+    _EXACT.update(_BUILTIN)
 
 
 def _encode(v: Any, out: list[str]) -> None:

@@ -69,7 +69,7 @@ def _cachedcall_session(request: pytest.FixtureRequest) -> Iterator[None]:
     if forced_off:
         from cachedcall import switch
 
-        saved = switch._set_forced(False)
+        saved = switch.force(False)
     wants_reset = config.getini("cachedcall_reset") and not config.getoption("--cachedcall-no-reset")
     if wants_reset and _django_ready():
         from cachedcall import reset
@@ -79,7 +79,7 @@ def _cachedcall_session(request: pytest.FixtureRequest) -> Iterator[None]:
     if forced_off:
         from cachedcall import switch
 
-        switch._set_forced(saved)
+        switch.force(saved)
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,9 @@ The cache key is signed too, so a valid entry copied under another key does not 
 
 Signing is only half of it: the backend must hand us the stored bytes without unpickling
 them first. :mod:`cachedcall.fastpaths` reads raw bytes from memcached and Redis for that.
+
+Process state: the keys derived from ``SECRET_KEY`` and its fallbacks (``_keys``), derived
+again whenever those settings change, and dropped by :func:`forget`.
 """
 
 from __future__ import annotations
@@ -64,3 +67,9 @@ def unseal(key: str, stored: Any) -> tuple[Any, ...]:
                 raise BadSignature("a signed value that is not an envelope")
             return envelope
     raise BadSignature("the signature does not match (another SECRET_KEY, another key, or forged)")
+
+
+def forget() -> None:
+    """Drop the derived keys."""
+    global _keys
+    _keys = None

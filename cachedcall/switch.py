@@ -1,8 +1,10 @@
-"""The global on/off switch: the only mutable global state of cachedcall.
+"""The global on/off switch.
 
-The state is process-wide on purpose: a thread started inside ``disabled()`` (a live
-server thread, a thread pool worker) and every asyncio task see the same state as the code
-that entered the block. A context variable would not reach threads started by others.
+Process state: ``_forced`` (``None`` follows the settings; ``True``/``False`` while a block
+is open, or as set by :func:`force`), reset by :func:`forget`. It is process-wide on
+purpose: a thread started inside ``disabled()`` (a live server thread, a thread pool
+worker) and every asyncio task see the same state as the code that entered the block. A
+context variable would not reach threads started by others.
 """
 
 from __future__ import annotations
@@ -133,9 +135,22 @@ def enabled() -> _Switch:
     return _Switch(True)
 
 
-def _set_forced(value: bool | None) -> bool | None:
-    """Force the state without a block (the pytest plugin uses it); return the old one."""
+def force(value: bool | None) -> bool | None:
+    """Force the state without a block (``--cachedcall-disable``); return the old one.
+
+    :param value: ``True``/``False`` to force, ``None`` to follow the settings again.
+    """
     global _forced
     with _lock:
         old, _forced = _forced, value
     return old
+
+
+def forced() -> bool | None:
+    """The forced state: ``None`` when the settings decide."""
+    return _forced
+
+
+def forget() -> None:
+    """Follow the settings again, whatever blocks were left open."""
+    force(None)

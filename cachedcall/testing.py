@@ -22,7 +22,7 @@ from cachedcall import events
 from cachedcall.events import OUTCOMES
 from cachedcall.events import Event
 
-__all__ = ["DiscoverRunner", "Events", "isolated", "record"]
+__all__ = ["DiscoverRunner", "Events", "forget_process_state", "isolated", "record"]
 
 _T = TypeVar("_T")
 
@@ -30,13 +30,12 @@ _T = TypeVar("_T")
 def _name(function: Any) -> str:
     if isinstance(function, str):
         return function
-    core = getattr(function, "_self_core", None)
-    if core is None:
-        parent = getattr(function, "_self_parent", None)
-        core = getattr(parent, "_self_core", None)
-    if core is None:
+    from cachedcall.decorators import function_cache
+
+    fc = function_cache(function)
+    if fc is None:
         raise TypeError(f"{function!r} is not a function decorated with @cached.")
-    return str(core.name)
+    return fc.name
 
 
 class Events:
@@ -190,9 +189,7 @@ class isolated:  # noqa: N801
 def _clean_slate() -> None:
     from cachedcall import reset
 
-    with bumps._dirty_lock:
-        bumps.dirty.clear()
-    bumps._local.__dict__.clear()
+    bumps.forget()
     reset()
 
 
@@ -210,3 +207,36 @@ class DiscoverRunner(_DjangoDiscoverRunner):
         from cachedcall import reset
 
         reset()
+
+
+def forget_process_state() -> None:
+    """Reset everything cachedcall keeps between calls in this process.
+
+    What each module keeps is listed in its docstring: the switch (back to following the
+    settings), the settings read, open recordings, failed and pending bumps, backend
+    failure counts and outage windows, the fast paths chosen, derived signing keys and
+    scopes, resolved key encoders, XFetch's randomness and clock, and each decorated
+    function's counts and settings-derived state. Entries in the cache are not touched:
+    that is :func:`cachedcall.reset`.
+    """
+    from cachedcall import backend
+    from cachedcall import conf
+    from cachedcall import fastpaths
+    from cachedcall import function
+    from cachedcall import keys
+    from cachedcall import signing
+    from cachedcall import switch
+    from cachedcall import versions
+    from cachedcall import xfetch
+
+    switch.forget()
+    conf.forget()
+    events.forget()
+    bumps.forget()
+    backend.forget()
+    fastpaths.forget()
+    signing.forget()
+    versions.forget()
+    keys.forget()
+    xfetch.forget()
+    function.forget()

@@ -12,6 +12,9 @@ the values alias), all prefixed by ``CACHEDCALL["KEY_PREFIX"]``:
 
 What a writer bumps is derived from the models alone (every foreign key is a scope, plus
 ``CACHEDCALL["SCOPES"]``), so a process that never imported a reader bumps what it needs.
+
+Process state: the scopes derived per model (``_shapes``), dropped when ``CACHEDCALL``
+changes and by :func:`forget`.
 """
 
 from __future__ import annotations
@@ -256,6 +259,11 @@ def current_values(
         except ValidationError:
             return None
     return tuple(values)
+
+
+def forget() -> None:
+    """Drop the scopes derived per model."""
+    _shapes.clear()
 
 
 def _reset(*, setting: str, **kwargs: object) -> None:

@@ -22,12 +22,11 @@ from typing import overload
 from django.http import HttpResponse
 from django.utils import translation
 
-from cachedcall.core import Core
-from cachedcall.decorators import LOAD_OPTIONS
-from cachedcall.decorators import OPTIONS
+from cachedcall import options
 from cachedcall.decorators import CachedFunction
-from cachedcall.decorators import check_options
+from cachedcall.entry import Entry
 from cachedcall.exceptions import InvalidOption
+from cachedcall.function import FunctionCache
 
 if TYPE_CHECKING:
     from cachedcall.protocols import Cached
@@ -36,46 +35,26 @@ __all__ = ["cached_view"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-VIEW_OPTIONS = (
-    *("timeout", "cache", "depends_on", "prefix", "version"),
-    *("vary_on", "per_user", "statuses"),
-    *LOAD_OPTIONS,
-)
 _PRIVATE = ("private", "no-store", "no-cache")
+_VIEW_ONLY = ("vary_on", "per_user", "statuses")
 
 
-class ViewCore(Core):
-    """A :class:`Core` whose key is the request and whose value is the response."""
+class ViewPolicy:
+    """What makes a cached function a cached view: the request is the key, the response
+    the value, and what could be private is never read or stored."""
 
-    def __init__(self, wrapped: Any, options: dict[str, Any], binding: str) -> None:
-        view_options = {k: options.pop(k) for k in ("vary_on", "per_user", "statuses") if k in options}
-        options["key"] = self.request_key
-        super().__init__(wrapped, options, binding)
-        # The request is the first argument; a view instance (a method decorated directly)
-        # lives for one request and is not part of the key.
-        self.binds_instance = False
-        vary_on = view_options.get("vary_on", ())
-        if isinstance(vary_on, str) or not all(isinstance(h, str) and h for h in vary_on):
-            raise InvalidOption(f"{self.owner}: vary_on must be a list of header names, not {vary_on!r}.")
-        self.learned = frozenset(h.lower() for h in vary_on)
-        self.per_user = view_options.get("per_user", False)
-        if not isinstance(self.per_user, bool):
-            raise InvalidOption(f"{self.owner}: per_user must be True or False, not {self.per_user!r}.")
-        statuses = view_options.get("statuses", (200,))
-        if isinstance(statuses, int) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and 100 <= s < 600 for s in statuses
-        ):
-            raise InvalidOption(
-                f"{self.owner}: statuses must be a list of HTTP status codes, not {statuses!r}."
-            )
-        self.statuses = frozenset(statuses)
-        self.bypass = self.bypass_reason
-        self.prepare = self.store_form
-        self.serve = self.rebuild
+    want_entry = True
+
+    def __init__(self, given: dict[str, Any], owner: str) -> None:
+        resolved = options.resolve("cached_view", owner, given, _VIEW_ONLY)
+        #: Request headers keyed on: ``vary_on`` plus those learned from responses' Vary.
+        self.learned: frozenset[str] = resolved["vary_on"]
+        self.per_user: bool = resolved["per_user"]
+        self.statuses: frozenset[int] = resolved["statuses"]
 
     # -- the key --------------------------------------------------------------------------
 
-    def request_key(self, request: Any, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+    def key(self, request: Any, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         headers = request.headers
         varied = tuple((name, headers.get(name)) for name in sorted(self.learned))
         query = tuple(sorted((k, tuple(v)) for k, v in request.GET.lists()))
@@ -100,7 +79,7 @@ class ViewCore(Core):
 
     # -- what is never read ---------------------------------------------------------------
 
-    def bypass_reason(self, full: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    def bypass(self, full: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
         request = full[0] if full else None
         method = getattr(request, "method", None)
         if method not in ("GET", "HEAD"):
@@ -113,8 +92,8 @@ class ViewCore(Core):
 
     # -- what is never stored -------------------------------------------------------------
 
-    def store_form(
-        self, response: Any, full: tuple[Any, ...], kwargs: dict[str, Any], ekey: str
+    def store(
+        self, fc: FunctionCache, response: Any, full: tuple[Any, ...], kwargs: dict[str, Any], key: str
     ) -> tuple[str, Any] | str:
         request = full[0]
         if request.method != "GET":
@@ -146,7 +125,7 @@ class ViewCore(Core):
             # Learn the new headers (as Django's cache learns Vary) and store under a key
             # that includes their values, so this response only reaches requests that match.
             self.learned = self.learned | vary
-            ekey = self.entry_key(full, kwargs)
+            key = fc.entry_key(full, kwargs)
         stored = (
             response.status_code,
             response.reason_phrase,
@@ -154,20 +133,21 @@ class ViewCore(Core):
             response.content,
             response.charset,
         )
-        return ekey, stored
+        return key, stored
 
     # -- serving a hit --------------------------------------------------------------------
 
     @staticmethod
-    def rebuild(stored: Any, envelope: Any) -> HttpResponse:
-        status, reason, headers, content, charset = stored
+    def serve(value: Any, stored: Entry | None) -> HttpResponse:
+        status, reason, headers, content, charset = value
         response = HttpResponse(content, status=status, reason=reason)
         for name in list(response.headers):
             del response.headers[name]
         for name, value in headers:
             response.headers[name] = value
         response.charset = charset
-        response.headers["Age"] = str(max(0, int(time.time() - envelope[2])))
+        if stored is not None:
+            response.headers["Age"] = str(max(0, int(time.time() - stored.created)))
         return response
 
 
@@ -187,11 +167,12 @@ def _authenticated(request: Any) -> bool:
 
 
 class _Reuse:
-    """Keeps one ViewCore per decorated view across ``method_decorator``'s per-call decoration."""
+    """Keeps one FunctionCache per decorated view across ``method_decorator``'s per-call
+    decoration."""
 
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.options = options
-        self.cores: dict[str, ViewCore] = {}
+    def __init__(self, given: dict[str, Any]) -> None:
+        self.given = given
+        self.caches: dict[str, FunctionCache] = {}
 
     def __call__(self, view: Any) -> Any:
         if isinstance(view, type):
@@ -200,10 +181,12 @@ class _Reuse:
                 f"{view.__name__}.as_view() or use method_decorator(cached_view(...), name='get')."
             )
         name = f"{getattr(view, '__module__', '')}.{getattr(view, '__qualname__', repr(view))}"
-        core = self.cores.get(name)
-        if core is None:
-            core = self.cores[name] = ViewCore(view, dict(self.options), "function")
-        return CachedFunction(view, {}, core=core)
+        fc = self.caches.get(name)
+        if fc is None:
+            given = dict(self.given)
+            policy = ViewPolicy({k: given[k] for k in _VIEW_ONLY if k in given}, name)
+            fc = self.caches[name] = FunctionCache(view, given, "function", "cached_view", policy)
+        return CachedFunction(view, fc)
 
 
 @overload
@@ -215,9 +198,9 @@ def cached_view(
     timeout: float | datetime.timedelta | None = ...,
     *,
     cache: str | None = ...,
-    depends_on: Sequence[Any] | Callable[..., Sequence[Any]] | None = ...,
     prefix: str = ...,
     version: int | str = ...,
+    depends_on: Sequence[Any] | Callable[..., Sequence[Any]] | None = ...,
     vary_on: Iterable[str] = ...,
     per_user: bool = ...,
     statuses: Iterable[int] = ...,
@@ -231,21 +214,16 @@ def cached_view(
 ) -> Callable[[Callable[P, R]], Cached[P, R]]: ...
 
 
-def cached_view(*args: Any, **options: Any) -> Any:
-    """Cache a view's responses, safely, with the model versions of ``@cached``.
-
-    :param timeout: as for ``@cached``.
-    :param cache: the alias of ``settings.CACHES``.
-    :param depends_on: as for ``@cached``; a callable receives the view's arguments.
-    :param vary_on: request headers to key on from the start, besides those learned from
-        responses' ``Vary``.
-    :param per_user: cache pages of authenticated users, keyed by user and session auth hash
-        (otherwise their requests bypass the cache).
-    :param statuses: status codes to store (default ``(200,)``).
-    """
-    view, options = check_options("cached_view", args, options, VIEW_OPTIONS)
-    decorate = _Reuse(options)
+def cached_view(*args: Any, **given: Any) -> Any:
+    view, given = options.split_call("cached_view", args, given, options.VIEW)
+    decorate = _Reuse(given)
     return decorate if view is None else decorate(view)
 
 
-assert set(VIEW_OPTIONS) - {"vary_on", "per_user", "statuses"} <= set(OPTIONS)
+cached_view.__doc__ = f"""Cache a view's responses, safely, with the model versions of ``@cached``.
+
+``@cached_view``, ``@cached_view(600)`` and ``@cached_view(timeout=600, ...)``; on class-based
+views through ``method_decorator(cached_view(600), name="get")``.
+
+{options.params(options.VIEW)}
+"""

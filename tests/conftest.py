@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
 
@@ -8,11 +10,47 @@ import pytest
 from django.core.cache import caches
 from django.test import override_settings
 
-from cachedcall import backend
-from cachedcall import bumps
 from cachedcall import switch
+from cachedcall.testing import forget_process_state
 from tests import counting
 from tests import servers
+from tests.testapp.models import Club
+from tests.testapp.models import ClubClass
+
+
+@pytest.fixture(autouse=True)
+def _clear_calls(request: pytest.FixtureRequest) -> None:
+    """Test modules count their functions' computations in a module-level ``calls``
+    Counter; every test starts it from zero."""
+    calls = getattr(request.module, "calls", None)
+    if isinstance(calls, Counter):
+        calls.clear()
+
+
+@pytest.fixture
+def clubs() -> tuple[Club, Club]:
+    """Two clubs with a class each (for tests that have database access)."""
+    chess = Club.objects.create(name="chess")
+    go = Club.objects.create(name="go")
+    ClubClass.objects.create(club=chess, name="openings")
+    ClubClass.objects.create(club=go, name="joseki")
+    return chess, go
+
+
+@pytest.fixture
+def memcached() -> Iterator[Callable[[int], list[servers.Server]]]:
+    """``memcached(n)`` starts n memcached servers only this test uses (it may kill them);
+    they are stopped after the test."""
+    started: list[servers.Server] = []
+
+    def start(n: int = 1) -> list[servers.Server]:
+        new = [servers.memcached().start() for _ in range(n)]
+        started.extend(new)
+        return new
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -64,15 +102,16 @@ def counted(backend_name: str, request: pytest.FixtureRequest) -> Iterator[count
 
 @pytest.fixture(autouse=True)
 def _clean_state() -> Iterator[None]:
-    """Every test starts with the switch following settings and no remembered failures."""
-    saved = switch._forced
-    backend.errors.clear()
-    backend._down.clear()
-    bumps.dirty.clear()
+    """Every test starts with no process state left by another (the switch following the
+    settings, no remembered failures or pending bumps) and an empty default cache. The
+    switch is kept: a class decorated with ``@disabled()`` opened its block in setUpClass."""
+    saved = switch.forced()
+    forget_process_state()
+    switch.force(saved)
     caches["default"].clear()
     yield
-    switch._set_forced(saved)
-    bumps.dirty.clear()
+    forget_process_state()
+    switch.force(saved)
 
 
 @pytest.fixture

@@ -54,9 +54,9 @@ def test_unknown_alias_is_reported_by_the_system_check():
         assert any(m.id == "cachedcall.E001" and "CACHEDCALL['CACHE']" in m.msg for m in check_settings())
     with override_settings(CACHEDCALL={"bad": 1}):
         assert [m.id for m in check_settings()] == ["cachedcall.E002"]
-    from cachedcall.core import registry
+    from cachedcall.function import registry
 
-    registry.remove(f._self_core)
+    registry.remove(f._self_function_cache)
 
 
 def test_memcached_without_timeouts_or_with_silent_retries_is_warned():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import inspect
 import pickle
 from collections import Counter
@@ -15,11 +16,6 @@ import cachedcall
 from cachedcall import cached
 
 calls: Counter[str] = Counter()
-
-
-@pytest.fixture(autouse=True)
-def _reset_calls():
-    calls.clear()
 
 
 @cached(timeout=60)
@@ -327,3 +323,59 @@ def test_wrong_arguments_raise_the_functions_own_type_error():
     with pytest.raises(TypeError, match="missing 1 required positional argument"):
         club_classes()
     assert calls["club_classes"] == 0
+
+
+def _plain(x):
+    return x
+
+
+class _Owner:
+    def method(self, x):
+        return x
+
+    @classmethod
+    def klass(cls, x):
+        return x
+
+    @staticmethod
+    def static(x):
+        return x
+
+
+async def _coroutine(x):
+    return x
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        _plain,
+        _coroutine,
+        _Owner.__dict__["method"],
+        _Owner.__dict__["klass"],
+        _Owner.__dict__["static"],
+        _Owner().method,
+        _Owner.klass,
+        len,
+        functools.partial(_plain, 1),
+    ],
+    ids=[
+        "function",
+        "coroutine",
+        "method",
+        "classmethod",
+        "staticmethod",
+        "bound",
+        "bound-class",
+        "builtin",
+        "partial",
+    ],
+)
+def test_our_binding_is_the_one_wrapt_derives(target):
+    # A contract with wrapt: cachedcall derives the binding itself (to build the function's
+    # cache before its proxy) and must agree with what FunctionWrapper computes.
+    import wrapt
+
+    from cachedcall.decorators import binding_of
+
+    assert binding_of(target) == wrapt.FunctionWrapper(target, lambda *a: None)._self_binding

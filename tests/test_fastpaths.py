@@ -10,6 +10,7 @@ from django.test import override_settings
 
 from cachedcall import backend
 from cachedcall import fastpaths
+from cachedcall.fastpaths import pymemcache as pymemcache_paths
 from tests import counting
 from tests import servers
 
@@ -56,37 +57,33 @@ class _CountingClient:
 
 
 @pytest.mark.parametrize("nodes", [1, 3])
-def test_memcached_reader_makes_one_request_per_node(nodes):
-    pool = [servers.memcached().start() for _ in range(nodes)]
-    try:
-        config = servers.memcached_config(pool[0])
-        config["LOCATION"] = [s.location for s in pool]
-        with override_settings(CACHES={"default": config}):
-            cache = caches["default"]
-            keys = [f"cc:key{i}" for i in range(30)]
-            cache.set_many({k: i for i, k in enumerate(keys)}, 60)
-            requests: list[int] = []
-            hash_client = cache._cache
-            hash_client.clients = {
-                name: _CountingClient(client, requests) for name, client in hash_client.clients.items()
-            }
-            found = fastpaths._pymemcache_get_many(cache, keys)
-            assert found == {k: i for i, k in enumerate(keys)}
-            assert len(requests) == min(nodes, len(requests)) and sum(requests) == 30
-            assert len(requests) <= nodes
-            again: list[int] = []
-            for client in hash_client.clients.values():
-                client._calls = again
-            fastpaths._pymemcache_get_many(cache, keys)  # node lookups now memoized
-            assert sum(again) == 30
-            cache.close()
-    finally:
-        for server in pool:
-            server.stop()
+def test_memcached_reader_makes_one_request_per_node(nodes, memcached):
+    pool = memcached(nodes)
+    config = servers.memcached_config(pool[0])
+    config["LOCATION"] = [s.location for s in pool]
+    with override_settings(CACHES={"default": config}):
+        cache = caches["default"]
+        keys = [f"cc:key{i}" for i in range(30)]
+        cache.set_many({k: i for i, k in enumerate(keys)}, 60)
+        requests: list[int] = []
+        hash_client = cache._cache
+        hash_client.clients = {
+            name: _CountingClient(client, requests) for name, client in hash_client.clients.items()
+        }
+        found = pymemcache_paths.read(cache, keys)
+        assert found == {k: i for i, k in enumerate(keys)}
+        assert len(requests) == min(nodes, len(requests)) and sum(requests) == 30
+        assert len(requests) <= nodes
+        again: list[int] = []
+        for client in hash_client.clients.values():
+            client._calls = again
+        pymemcache_paths.read(cache, keys)  # node lookups now memoized
+        assert sum(again) == 30
+        cache.close()
 
 
-def test_a_failing_node_is_handed_back_to_hash_client():
-    server = servers.memcached().start()
+def test_a_failing_node_is_handed_back_to_hash_client(memcached):
+    (server,) = memcached(1)
     with override_settings(CACHES={"default": servers.memcached_config(server)}):
         cache = caches["default"]
         cache.set("cc:k", 1, 60)

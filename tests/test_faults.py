@@ -35,19 +35,13 @@ class Renamed:
         self.n = n
 
 
-@pytest.fixture(autouse=True)
-def _reset():
-    calls.clear()
-
-
 @pytest.fixture
-def own_memcached():
+def own_memcached(memcached):
     """A memcached only this test uses, as the 'default' alias, so it may be killed."""
-    server = servers.memcached().start()
+    (server,) = memcached(1)
     with override_settings(CACHES={"default": servers.memcached_config(server)}):
         yield server
         caches["default"].close()
-    server.stop()
 
 
 @pytest.fixture
@@ -233,7 +227,7 @@ def test_a_bump_during_an_outage_never_becomes_a_stale_read(own_memcached, cache
     assert calls["names"] == 2
     from cachedcall import bumps
 
-    assert not bumps.dirty
+    assert not bumps.is_dirty()
 
 
 def test_versions_in_their_own_alias(memcached_server, redis_server):

@@ -91,5 +91,40 @@ def test_three_forms():
         return x
 
     assert bare(1) == positional(1) == keyword(1) == 1
-    assert positional._self_core.timeout == 5 == keyword._self_core.timeout
-    assert bare._self_core.timeout_given is False
+    assert positional._self_function_cache.timeout == 5 == keyword._self_function_cache.timeout
+    assert bare._self_function_cache.timeout_given is False
+
+
+def _overload_keywords(module, name):
+    # The typed @overload signatures, read from the source (typing.get_overloads needs 3.11).
+    import ast
+
+    tree = ast.parse(inspect.getsource(module))
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name and node.args.kwonlyargs:
+            return [node.args.args[0].arg] + [arg.arg for arg in node.args.kwonlyargs]
+    raise AssertionError(f"no options overload of {name}")
+
+
+def test_the_typed_overloads_list_every_option_in_the_order_of_options_py():
+    from cachedcall import decorators
+    from cachedcall import options
+    from cachedcall import views
+
+    assert _overload_keywords(decorators, "cached") == list(options.FUNCTION)
+    assert _overload_keywords(views, "cached_view") == list(options.VIEW)
+
+
+def test_docstrings_and_readme_tables_are_rendered_from_options_py():
+    from pathlib import Path
+
+    from cachedcall import cached_view
+    from cachedcall import options
+
+    for name in options.FUNCTION:
+        assert f":param {name}:" in cached.__doc__
+    for name in options.VIEW:
+        assert f":param {name}:" in cached_view.__doc__
+    readme = (Path(__file__).resolve().parent.parent / "README.rst").read_text()
+    assert options.table(options.FUNCTION) in readme
+    assert options.table([n for n in options.VIEW if n not in options.FUNCTION]) in readme

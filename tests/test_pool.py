@@ -46,11 +46,8 @@ def _pool_config(nodes):
 
 
 @pytest.fixture
-def nodes():
-    started = [servers.memcached().start() for _ in range(3)]
-    yield started
-    for node in started:
-        node.stop()
+def nodes(memcached):
+    return memcached(3)
 
 
 @pytest.fixture

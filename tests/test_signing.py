@@ -16,22 +16,11 @@ from cachedcall import cached
 from cachedcall import signing
 from cachedcall import stats
 from cachedcall.checks import check_settings
+from tests.planted import Planted
+from tests.planted import ran
 
 pytestmark = pytest.mark.usefixtures("backend_name")
 calls: Counter[str] = Counter()
-ran: list[str] = []
-
-
-def _record(what: str) -> str:
-    ran.append(what)
-    return what
-
-
-class Planted:
-    """What an attacker stores: unpickling it calls _record (it could call os.system)."""
-
-    def __reduce__(self):
-        return (_record, ("planted pickle executed",))
 
 
 @cached(timeout=60)

@@ -34,11 +34,6 @@ async def asquare(x):
     return x * x
 
 
-@pytest.fixture(autouse=True)
-def _reset():
-    calls.clear()
-
-
 def test_disabled_runs_the_function_with_no_read_and_no_write():
     square(2)
     with cachedcall.disabled():

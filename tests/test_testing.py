@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import unittest
 
 import pytest
@@ -13,6 +14,7 @@ from django.test import override_settings
 
 import cachedcall
 from cachedcall import cached
+from cachedcall.decorators import function_cache
 from cachedcall.testing import isolated
 from cachedcall.testing import record
 from tests import servers
@@ -196,3 +198,44 @@ def test_manage_py_test_resets_once_at_the_start(memcached_server, tmp_path):
         after = caches["default"].get("cc:G")
         caches["default"].close()
     assert after is not None and after != generation
+
+
+def test_forget_process_state_resets_what_every_module_keeps():
+    from cachedcall import backend
+    from cachedcall import bumps
+    from cachedcall import conf
+    from cachedcall import events
+    from cachedcall import function
+    from cachedcall import keys
+    from cachedcall import signing
+    from cachedcall import switch
+    from cachedcall import versions
+    from cachedcall import xfetch
+    from cachedcall.testing import forget_process_state
+
+    @cachedcall.cached(timeout=60)
+    def remembered(x):
+        return x
+
+    remembered(1), remembered(1)
+    fc = function_cache(remembered)
+    assert fc.hits == 1
+    switch.force(False)
+    backend.failed("default", "get", OSError("down"))
+    sink: list = []
+    events.attach(sink)
+    signing.seal("k", (1,))
+    versions.shapes(ClubClass)
+    keys.encode(Club(pk=1))
+    xfetch.clock = lambda: 0.0
+    settings_before = conf.get()
+    forget_process_state()
+    assert switch.forced() is None
+    assert backend.stats() == {"errors": {}, "down": [], "bad_signatures": {}}
+    assert not events.active
+    assert signing._keys is None and not versions._shapes
+    assert xfetch.clock is time.time
+    assert conf.get() is not settings_before
+    assert fc.hits == 0 and not bumps.is_dirty() and not bumps.has_pending()
+    assert set(keys._EXACT) == set(keys._BUILTIN)
+    assert function.registry  # the functions stay registered (weakly)

@@ -20,9 +20,9 @@ from cachedcall import InvalidOption
 from cachedcall import bump
 from cachedcall import cached
 from cachedcall import locks
-from cachedcall import refresh
 from cachedcall import reset
 from cachedcall import testing
+from cachedcall import xfetch
 from tests import stampede
 from tests.conftest import _config
 from tests.testapp.models import ClubClass
@@ -44,7 +44,7 @@ def _run(name: str, seconds: float = 0.0) -> int:
 def _reset(monkeypatch):
     runs.clear()
     offset[0] = 0.0
-    monkeypatch.setattr(refresh, "clock", lambda: time.time() + offset[0])
+    monkeypatch.setattr(xfetch, "clock", lambda: time.time() + offset[0])
 
 
 def _crowd(target, n=10):
@@ -103,20 +103,20 @@ def test_xfetch_refreshes_with_probability_exp_minus_remaining_over_beta_delta(
     monkeypatch, remaining, beta, expected, tolerance
 ):
     delta, now = 0.5, 1_000.0
-    monkeypatch.setattr(refresh, "rand", random.Random(20151).random)
-    monkeypatch.setattr(refresh, "clock", lambda: now)
+    monkeypatch.setattr(xfetch, "rand", random.Random(20151).random)
+    monkeypatch.setattr(xfetch, "clock", lambda: now)
     draws = 10_000
-    hits = sum(refresh.early(now + remaining * delta, delta, beta) for _ in range(draws))
+    hits = sum(xfetch.early(now + remaining * delta, delta, beta) for _ in range(draws))
     assert abs(hits / draws - expected) <= tolerance, hits / draws
 
 
 def test_xfetch_at_expiry_always_refreshes_and_a_zero_draw_is_infinitely_early(monkeypatch):
-    monkeypatch.setattr(refresh, "clock", lambda: 10.0)
-    monkeypatch.setattr(refresh, "rand", lambda: 0.999999)
-    assert refresh.early(10.0, 0.5, 1.0)
-    assert not refresh.early(12.0, 0.5, 1.0)
-    monkeypatch.setattr(refresh, "rand", lambda: 0.0)
-    assert refresh.early(1e12, 0.5, 1.0)
+    monkeypatch.setattr(xfetch, "clock", lambda: 10.0)
+    monkeypatch.setattr(xfetch, "rand", lambda: 0.999999)
+    assert xfetch.early(10.0, 0.5, 1.0)
+    assert not xfetch.early(12.0, 0.5, 1.0)
+    monkeypatch.setattr(xfetch, "rand", lambda: 0.0)
+    assert xfetch.early(1e12, 0.5, 1.0)
 
 
 @cached(timeout=10, early=1.0)
@@ -127,11 +127,11 @@ def early_fn(n):
 @pytest.mark.usefixtures("backend_name")
 def test_early_refresh_recomputes_a_fresh_entry_when_drawn_and_serves_it_otherwise(monkeypatch):
     assert early_fn(1) == [1, 1]
-    monkeypatch.setattr(refresh, "rand", lambda: 1.0)  # log(1) = 0: never early while fresh
+    monkeypatch.setattr(xfetch, "rand", lambda: 1.0)  # log(1) = 0: never early while fresh
     assert early_fn(1) == [1, 1]
-    monkeypatch.setattr(refresh, "rand", lambda: 1e-300)  # as early as can be
+    monkeypatch.setattr(xfetch, "rand", lambda: 1e-300)  # as early as can be
     assert early_fn(1) == [1, 2]
-    monkeypatch.setattr(refresh, "rand", lambda: 1.0)
+    monkeypatch.setattr(xfetch, "rand", lambda: 1.0)
     assert early_fn(1) == [1, 2]  # the refreshed entry was stored
     assert runs["early"] == 2
 

@@ -55,20 +55,6 @@ def places():
     return Place.objects.count()
 
 
-@pytest.fixture(autouse=True)
-def _reset():
-    calls.clear()
-
-
-@pytest.fixture
-def clubs():
-    chess = Club.objects.create(name="chess")
-    go = Club.objects.create(name="go")
-    ClubClass.objects.create(club=chess, name="openings")
-    ClubClass.objects.create(club=go, name="joseki")
-    return chess, go
-
-
 def test_table_version_any_row_change_makes_the_entry_stale(clubs):
     chess, _ = clubs
     assert all_classes() == ["joseki", "openings"]

@@ -241,7 +241,7 @@ def test_async_views():
 def test_class_based_views_with_method_decorator_and_as_view():
     assert get("/class-based/").content == get("/class-based/").content == b"class_based 1"
     assert get("/as-view/").content == get("/as-view/").content == b"as_view 1"
-    from cachedcall.core import registry
+    from cachedcall.function import registry
 
     assert sum(core.name.endswith("ClassBased.get") for core in registry) == 1  # one core, reused
 

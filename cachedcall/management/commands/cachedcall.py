@@ -19,8 +19,8 @@ from django.core.management.base import CommandParser
 from cachedcall import backend
 from cachedcall import bumps
 from cachedcall import conf
-from cachedcall.core import registry
 from cachedcall.exceptions import InvalidDependency
+from cachedcall.function import registry
 
 
 class Command(BaseCommand):
@@ -81,18 +81,18 @@ class Command(BaseCommand):
 
     def do_stats(self, options: dict[str, Any]) -> None:
         self.stdout.write(f"{'function':<60}{'hits':>8}{'misses':>8}{'errors':>8}")
-        for core in sorted(registry, key=lambda c: c.name):
-            self.stdout.write(f"{core.name:<60}{core.hits:>8}{core.misses:>8}{core.errors:>8}")
+        for fc in sorted(registry, key=lambda c: c.name):
+            self.stdout.write(f"{fc.name:<60}{fc.hits:>8}{fc.misses:>8}{fc.errors:>8}")
         snapshot = backend.stats()
         self.stdout.write(
             f"backend errors: {snapshot['errors'] or 'none'}; down now: {snapshot['down'] or 'none'}"
         )
-        if bumps.dirty:
-            self.stdout.write(f"bumps waiting for a retry: {', '.join(sorted(bumps.dirty))}")
+        if bumps.is_dirty():
+            self.stdout.write(f"bumps waiting for a retry: {', '.join(bumps.dirty_keys())}")
 
     def do_reset(self, options: dict[str, Any]) -> None:
         bumps.reset()
-        if bumps.dirty:
+        if bumps.is_dirty():
             raise CommandError("The reset could not reach the cache; see the log of logger 'cachedcall'.")
         self.stdout.write("Every cachedcall entry is now unreachable (global generation bumped).")
 
@@ -113,7 +113,7 @@ class Command(BaseCommand):
             bumps.bump(item)
         except InvalidDependency as exc:
             raise CommandError(str(exc)) from None
-        if bumps.dirty:
+        if bumps.is_dirty():
             raise CommandError("The bump could not reach the cache; it will be retried by readers.")
         what = (
             f"row pk={options['pk']} of {model._meta.label}"
@@ -125,5 +125,5 @@ class Command(BaseCommand):
     def _aliases(self) -> list[str]:
         current = conf.get()
         aliases = {current.cache, current.counters_cache}
-        aliases.update(core.cache_option for core in registry if core.cache_option)
+        aliases.update(fc.cache_option for fc in list(registry) if fc.cache_option)
         return sorted(aliases)

@@ -5,6 +5,10 @@ A caller that reads a fresh entry recomputes it anyway with probability
 expires and ``delta`` how long its computation took. Refreshes become likely only close to
 expiry, and one caller among many usually refreshes before everybody misses at once: the
 stampede is avoided without any coordination between processes.
+
+The module is named after the algorithm: "refresh" is the name of ``f.refresh()``.
+
+Process state: :data:`rand` and :data:`clock`, replaceable by tests.
 """
 
 from __future__ import annotations
@@ -32,3 +36,9 @@ def early(expires: float, delta: float, beta: float) -> bool:
     if u <= 0.0:
         return True  # log(0): an infinitely early draw
     return clock() - delta * beta * math.log(u) >= expires
+
+
+def forget() -> None:
+    """Use the real randomness and clock again."""
+    global rand, clock
+    rand, clock = random.random, time.time

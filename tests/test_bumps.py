@@ -1,0 +1,340 @@
+"""cachedcall.bumps: its state functions, and the gate on Django's run_on_commit list."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections import Counter
+
+import pytest
+from django.core.cache import caches
+from django.db import connections
+from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteWrapper
+from django.test import override_settings
+
+from cachedcall import bumps
+from cachedcall import cached
+from cachedcall import where
+from cachedcall.versions import write_keys
+from tests import counting
+from tests import servers
+from tests.testapp.models import ClubClass
+
+calls: Counter[str] = Counter()
+
+TABLE = "cc:v:testapp.clubclass"
+
+
+@cached(timeout=600, depends_on=lambda club: [club, where(ClubClass, club=club)])
+def club_classes(club):
+    calls[club.name] += 1
+    return [club.name, *ClubClass.objects.filter(club=club).order_by("name").values_list("name", flat=True)]
+
+
+@cached(timeout=600, depends_on=[ClubClass])
+def all_classes():
+    calls["all"] += 1
+    return sorted(ClubClass.objects.values_list("name", flat=True))
+
+
+@pytest.fixture
+def gate_closed(monkeypatch):
+    """Bumps of the default connection go through the public on_commit() alone."""
+    monkeypatch.setitem(bumps._gates, type(connections["default"]), False)
+
+
+@pytest.fixture(params=["open", "closed"])
+def gate(request, monkeypatch):
+    if request.param == "closed":
+        monkeypatch.setitem(bumps._gates, type(connections["default"]), False)
+    return request.param
+
+
+def _version():
+    return caches["default"].get(TABLE)
+
+
+def _dead_counters():
+    """The counters alias pointing at a memcached that is not running: every bump fails."""
+    dead = servers.memcached(servers.free_port())  # never started
+    return override_settings(CACHES={"default": servers.memcached_config(dead)})
+
+
+# --- the gate ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", ["django.db.backends.sqlite3.base", "django.db.backends.postgresql.base"])
+def test_the_gate_is_open_on_the_installed_django(module):
+    # The contract: if a Django upgrade changes how run_on_commit is kept, this fails,
+    # and _Hooks and _Pending.alive() need a look before the gate is trusted again.
+    if "postgresql" in module:
+        pytest.importorskip("psycopg")
+    wrapper = importlib.import_module(module).DatabaseWrapper
+    assert bumps._probe(BaseDatabaseWrapper) is None
+    assert bumps._probe(wrapper) is None
+
+
+def test_the_gate_of_the_default_connection_is_memoized(monkeypatch, cachedcall_log):
+    monkeypatch.setattr(bumps, "_gates", {})
+    default = connections["default"]
+    assert bumps._gate(default) is True
+    assert bumps._gate(default) is True
+    assert bumps._gates == {type(default): True}
+    assert not [r for r in cachedcall_log.records if "on_commit() callbacks" in r.getMessage()]
+
+
+def _drain_by_iterating(self):
+    current, self.run_on_commit = self.run_on_commit, []
+    for _, func, _robust in current:
+        func()
+
+
+def _drain_from_the_end(self):
+    current, self.run_on_commit = self.run_on_commit, []
+    while current:
+        current.pop()[1]()
+
+
+def _drain_in_place(self):
+    while self.run_on_commit:
+        self.run_on_commit.pop(0)[1]()
+
+
+def _store_dicts(self, func, robust=False):
+    self.run_on_commit.append({"sids": set(self.savepoint_ids), "func": func, "robust": robust})
+
+
+def _savepoint_rollback_in_place(self, sid):
+    self.run_on_commit[:] = [e for e in self.run_on_commit if sid not in e[0]]
+
+
+def _rollback_in_place(self):
+    self.run_on_commit.clear()
+
+
+def _needs_a_database(self):
+    raise RuntimeError("no connection")
+
+
+@pytest.mark.parametrize(
+    ("method", "replacement", "reason"),
+    [
+        ("run_and_clear_commit_hooks", _drain_by_iterating, "pop(0)"),
+        ("run_and_clear_commit_hooks", _drain_from_the_end, "pop(0)"),
+        ("run_and_clear_commit_hooks", _drain_in_place, "pop(0)"),
+        ("on_commit", _store_dicts, "tuples"),
+        ("savepoint_rollback", _savepoint_rollback_in_place, "savepoint rollback"),
+        ("rollback", _rollback_in_place, "a rollback"),
+        ("validate_no_atomic_block", _needs_a_database, "raised"),
+    ],
+)
+def test_the_gate_closes_on_a_django_that_keeps_the_list_otherwise(
+    monkeypatch, cachedcall_log, method, replacement, reason
+):
+    changed = type("DatabaseWrapper", (SQLiteWrapper,), {method: replacement})
+    monkeypatch.setattr(bumps, "_gates", {})
+    assert reason in bumps._probe(changed)
+    fake = object.__new__(changed)
+    assert bumps._gate(fake) is False
+    assert bumps._gate(fake) is False
+    lines = [r for r in cachedcall_log.records if "on_commit() callbacks" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO  # once, not per call
+    assert reason in lines[0].getMessage()
+
+
+@pytest.mark.usefixtures("backend_name")
+@pytest.mark.django_db(transaction=True)
+def test_with_the_gate_open_our_bump_runs_before_a_failing_callback(clubs):
+    chess, _ = clubs
+    assert bumps._gate(connections["default"])
+    table = _version()
+
+    def broken():
+        raise RuntimeError("someone else's callback")
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        transaction.on_commit(broken)  # not robust, and registered before our bump
+        ClubClass.objects.create(club=chess, name="after-broken")
+        assert type(connections["default"].run_on_commit) is bumps._Hooks
+    assert _version() == table + 1
+    assert club_classes(chess) == ["chess", "after-broken", "openings"]
+
+
+# --- with the gate closed, the public API alone ---------------------------------------------------
+
+
+@pytest.mark.usefixtures("gate_closed")
+@pytest.mark.django_db(transaction=True)
+def test_gate_closed_bumps_wait_for_the_commit_and_happen_once_per_key(clubs, counted):
+    chess, _ = clubs
+    all_classes()
+    table = _version()
+    counting.calls.clear()
+    with transaction.atomic():
+        for i in range(3):
+            ClubClass.objects.create(club=chess, name=f"c{i}")
+        with transaction.atomic():
+            ClubClass.objects.create(club=chess, name="nested")
+        assert type(connections["default"].run_on_commit) is list  # no _Hooks
+        assert _version() == table  # nothing before the commit
+    assert _version() == table + 1
+    assert counting.calls["incr"] == 6  # table + 4 rows + one scope, once each
+    assert all_classes()[:3] == ["c0", "c1", "c2"]
+
+
+@pytest.mark.usefixtures("backend_name", "gate_closed")
+@pytest.mark.django_db(transaction=True)
+def test_gate_closed_no_bump_after_rollback_including_savepoints(clubs):
+    chess, go = clubs
+    club_classes(chess), club_classes(go)
+    table = _version()
+    with pytest.raises(ZeroDivisionError), transaction.atomic():
+        ClubClass.objects.create(club=chess, name="never")
+        _ = 1 / 0
+    assert _version() == table
+    with transaction.atomic():
+        ClubClass.objects.create(club=go, name="kept")
+        try:
+            with transaction.atomic():
+                ClubClass.objects.create(club=chess, name="rolled-back")
+                raise ValueError
+        except ValueError:
+            pass
+    assert _version() == table + 1
+    assert club_classes(chess) == ["chess", "openings"]
+    assert calls["chess"] == 1  # its scope was only touched inside the rolled-back savepoint
+    assert club_classes(go) == ["go", "joseki", "kept"]
+
+
+@pytest.mark.usefixtures("backend_name", "gate")
+@pytest.mark.django_db(transaction=True)
+def test_a_key_written_again_after_its_savepoint_rolled_back_still_bumps(clubs):
+    # The bump queued in the savepoint is dropped. Without the gate we cannot see that, so
+    # the second write must queue its own bump rather than trust the first.
+    chess, _ = clubs
+    assert club_classes(chess) == ["chess", "openings"]
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                ClubClass.objects.create(club=chess, name="rolled-back")
+                raise ValueError
+        except ValueError:
+            pass
+        ClubClass.objects.create(club=chess, name="kept")
+    assert club_classes(chess) == ["chess", "kept", "openings"]
+
+
+@pytest.mark.usefixtures("backend_name", "gate")
+@pytest.mark.django_db(transaction=True)
+def test_a_bump_queued_before_a_rolled_back_savepoint_stays_queued(clubs):
+    chess, _ = clubs
+    all_classes()
+    table = _version()
+    with transaction.atomic():
+        ClubClass.objects.create(club=chess, name="kept")
+        try:
+            with transaction.atomic():
+                ClubClass.objects.create(club=chess, name="rolled-back")
+                raise ValueError
+        except ValueError:
+            pass
+        assert bumps.is_pending(TABLE)  # Django replaced the list; our record is still in it
+        assert all_classes() == ["joseki", "kept", "openings"]  # read your writes: bypassed
+    assert _version() == table + 1
+    assert all_classes() == ["joseki", "kept", "openings"]
+    assert calls["all"] == 3
+
+
+@pytest.mark.usefixtures("backend_name", "gate_closed")
+@pytest.mark.django_db(transaction=True)
+def test_gate_closed_reads_inside_the_transaction_bypass_the_cache(clubs):
+    chess, _ = clubs
+    club_classes(chess)
+    with transaction.atomic():
+        ClubClass.objects.create(club=chess, name="pending")
+        assert club_classes(chess) == ["chess", "openings", "pending"]
+        assert club_classes(chess) == ["chess", "openings", "pending"]
+        assert calls["chess"] == 3
+    club_classes(chess), club_classes(chess)
+    assert calls["chess"] == 4
+
+
+@pytest.mark.usefixtures("gate_closed")
+@pytest.mark.django_db(transaction=True)
+def test_gate_closed_a_large_delete_still_bumps_each_key_once(clubs, counted):
+    chess, _ = clubs
+    ClubClass.objects.bulk_create([ClubClass(club=chess, name=f"n{i}") for i in range(300)])
+    all_classes()
+    table = _version()
+    counting.calls.clear()
+    ClubClass.objects.filter(club=chess).delete()
+    assert _version() == table + 1
+    assert counting.calls["incr"] == bumps.ROW_LIMIT + 1 + 1 + 1  # rows, epoch, scope, table
+
+
+# --- has_pending, is_dirty, dirty_keys, forget ----------------------------------------------------
+
+
+@pytest.mark.usefixtures("backend_name")
+@pytest.mark.django_db(transaction=True)
+def test_has_pending_inside_a_transaction_until_the_commit(clubs):
+    chess, _ = clubs
+    assert not bumps.has_pending()
+    with transaction.atomic():
+        assert not bumps.has_pending()
+        ClubClass.objects.create(club=chess, name="x")
+        assert bumps.has_pending() and bumps.is_pending(TABLE)
+    assert not bumps.has_pending() and not bumps.is_pending(TABLE)
+
+
+@pytest.mark.usefixtures("backend_name")
+@pytest.mark.django_db(transaction=True)
+def test_after_a_rollback_is_pending_prunes_what_has_pending_still_saw(clubs):
+    chess, _ = clubs
+    with pytest.raises(ValueError), transaction.atomic():
+        written = ClubClass.objects.create(club=chess, name="x")
+        raise ValueError
+    keys = write_keys(written, "cc")
+    assert bumps.has_pending()  # cheap and conservative: the records are still there
+    assert not any([bumps.is_pending(key) for key in keys])  # each pruned
+    assert not bumps.has_pending()
+
+
+def test_is_dirty_and_dirty_keys_until_a_retry_succeeds():
+    assert not bumps.is_dirty() and bumps.dirty_keys() == []
+    with _dead_counters():
+        assert bumps.bump_now(["cc:v:b", "cc:v:a"]) is False
+    assert bumps.is_dirty()
+    assert bumps.dirty_keys() == ["cc:v:a", "cc:v:b"]
+    assert bumps.retry_dirty(["cc:v:a"]) is True  # the default alias answers again
+    assert not bumps.is_dirty() and bumps.dirty_keys() == []
+
+
+def test_forget_clears_failed_bumps_and_the_retry_clock():
+    with _dead_counters():
+        bumps.bump_now(["cc:v:a"])
+        assert bumps.retry_dirty([]) is True  # retried (and failed again): the clock starts
+    assert bumps.is_dirty()
+    bumps.forget()
+    assert not bumps.is_dirty() and bumps.dirty_keys() == []
+    with _dead_counters():
+        bumps.bump_now(["cc:v:a"])
+    # Within a second of the last retry, a read that needs none of them would not retry;
+    # after forget() the clock is reset, so this one retries and the counter settles.
+    assert bumps.retry_dirty([]) is True
+    assert not bumps.is_dirty()
+
+
+@pytest.mark.usefixtures("backend_name")
+@pytest.mark.django_db(transaction=True)
+def test_forget_drops_this_threads_records_but_the_queued_bump_still_runs(clubs):
+    chess, _ = clubs
+    table = _version()
+    with transaction.atomic():
+        ClubClass.objects.create(club=chess, name="x")
+        assert bumps.has_pending()
+        bumps.forget()
+        assert not bumps.has_pending() and not bumps.is_pending(TABLE)
+    assert _version() == table + 1
