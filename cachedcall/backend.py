@@ -9,7 +9,8 @@ async code looks the backend up in its own context and hands it to a worker thre
 the blocking call (Django's ``a*`` methods are that same hop, one key at a time), except
 for backends that never block (LocMemCache), which run on the event loop.
 
-Process state: :data:`errors` and :data:`bad_signatures` (counts per alias), ``_down``
+Process state: :data:`errors`, :data:`bad_signatures` and :data:`bump_failures` (counts per
+alias), ``_down``
 (aliases in an open outage window, since when), ``_readers``/``_writers`` (the fast path
 chosen per backend class), ``_stores`` (one Store per alias, dropped when ``CACHES``
 changes), and each Store's thread-local backend. :func:`forget` resets all of it.
@@ -23,6 +24,7 @@ import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from collections.abc import Iterable
 from collections.abc import Sequence
 from typing import Any
@@ -59,6 +61,8 @@ _DECODE_ERRORS = (
 )
 
 errors: Counter[str] = Counter()
+#: Bumps that failed (and wait for a retry), per alias.
+bump_failures: Counter[str] = Counter()
 #: Entries that failed their signature check, per alias (``CACHEDCALL["SIGN"]``).
 bad_signatures: Counter[str] = Counter()
 _readers: dict[tuple[type, bool], Any] = {}
@@ -149,7 +153,26 @@ def succeeded(alias: str) -> None:
 def stats() -> dict[str, Any]:
     """Return a snapshot of the failure counters of this process."""
     with _lock:
-        return {"errors": dict(errors), "down": sorted(_down), "bad_signatures": dict(bad_signatures)}
+        return {
+            "errors": dict(errors),
+            "down": sorted(_down),
+            "bad_signatures": dict(bad_signatures),
+            "bump_failures": dict(bump_failures),
+        }
+
+
+def is_down(alias: str) -> bool:
+    """Whether ``alias`` is in an outage window (its failure was logged)."""
+    return alias in _down
+
+
+def close_thread_caches() -> None:
+    """Close the backends this thread opened (a thread of ours that no request ends)."""
+    held: tuple[int, dict[str, BaseCache]] | None = getattr(_local, "held", None)
+    if held is not None:
+        for cache in held[1].values():
+            cache.close()
+        _local.held = None
 
 
 # --- operations ---------------------------------------------------------------------------------
@@ -172,6 +195,11 @@ def read(cache: BaseCache, alias: str, keys: Sequence[str], raw: bool = False) -
         reader = _reader(cache, raw)
         found = cache.get_many(keys) if reader is None else reader(cache, keys)
     except _DECODE_ERRORS as exc:
+        if raw:
+            # Never fall back to Django's get() for a signed cache: it unpickles. What the
+            # raw reader could not decode is not read at all (a miss, and re-seeded).
+            failed(alias, "get_many (raw)", exc)
+            return None
         return _read_one_by_one(cache, alias, keys, exc)
     except Exception as exc:
         failed(alias, "get_many", exc)
@@ -351,8 +379,10 @@ class Store:
     def read(self, keys: Sequence[str], raw: bool = False) -> dict[str, Any] | None:
         return read(cache_for(self.alias), self.alias, keys, raw)
 
-    async def aread(self, keys: Sequence[str], raw: bool = False) -> dict[str, Any] | None:
-        return await aread(lookup(self.alias), self.alias, keys, raw)
+    def aread(self, keys: Sequence[str], raw: bool = False) -> Awaitable[dict[str, Any] | None]:
+        # Not a coroutine function itself: the caller awaits aread()'s own coroutine, one
+        # frame less on the async hit path.
+        return aread(lookup(self.alias), self.alias, keys, raw)
 
     def write(self, key: str, value: Any, timeout: Any, raw: bool = False) -> bool:
         return write(cache_for(self.alias), self.alias, key, value, timeout, raw)
@@ -398,6 +428,7 @@ def forget() -> None:
     with _lock:
         errors.clear()
         bad_signatures.clear()
+        bump_failures.clear()
         _down.clear()
     _readers.clear()
     _writers.clear()

@@ -3,29 +3,29 @@
 A bump requested inside ``transaction.atomic()`` is registered as a robust ``on_commit``
 callback, so it runs exactly once after the outermost commit and never after a rollback
 (Django drops callbacks of rolled-back savepoints); at commit it runs before every other
-callback, so a failing callback registered by someone else cannot stop it. The ordering,
-and seeing whether a bump is still queued, read Django's private ``run_on_commit`` list:
-only behind a gate (:func:`_gate`); where it is closed, bumps use ``on_commit()`` alone.
+callback, so a failing callback registered by someone else cannot stop it (the ordering,
+and seeing whether a bump is still queued, are :mod:`cachedcall.oncommit`'s, behind its
+gate). Inside a test case's own transaction, bumps happen at once
+(:mod:`cachedcall.testworld`).
 
-Process state, all of it reset by :func:`forget` but the gate's memo:
+Process state, all of it reset by :func:`forget`:
 
 - ``_dirty`` (under ``_dirty_lock``): counters whose bump failed; calls that depend on
   one bypass the cache here until a retry succeeds, so a lost bump serves nothing stale.
 - ``_retried``: when every dirty counter was last retried (at most once a second).
+- ``_retrier``: the daemon thread retrying dirty bumps with backoff (0.05 s doubling to
+  5 s) until none is left; it exists only while some bump is dirty.
 - ``_local.pending`` (per thread): bumps waiting for a commit, by key; pruned lazily.
 - ``_local.rows`` (per thread): row bumps per model in this transaction (:data:`ROW_LIMIT`).
-- ``_gates``: per database wrapper class, whether the gate is open; it describes the
-  installed code, not what happened, so :func:`forget` keeps it.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
 from collections.abc import Iterable
-from functools import partial
-from typing import TYPE_CHECKING
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS
@@ -34,11 +34,10 @@ from django.db import models
 
 from cachedcall import backend
 from cachedcall import conf
+from cachedcall import oncommit
+from cachedcall import testworld
 from cachedcall.versions import dependency_keys
 from cachedcall.versions import write_keys
-
-if TYPE_CHECKING:
-    from django.db.backends.base.base import BaseDatabaseWrapper
 
 __all__ = ["bump", "reset"]
 
@@ -55,20 +54,55 @@ _local = threading.local()
 # --- what the other modules and the testing helpers may ask ---------------------------------
 
 
+def unsettled() -> bool:
+    """Whether a call may have to bypass: a failed bump, a pending one, or one owed to a
+    test's transaction. One cheap call for the hit path; :func:`bypass` tells."""
+    return bool(_dirty) or testworld.active or bool(getattr(_local, "pending", None))
+
+
+def bypass(keys: list[str]) -> str | None:
+    """Why a call reading ``keys`` must bypass the cache (``"error"``: a bump of one of them
+    failed and its retry too; ``"pending"``: one waits for a commit), or ``None``."""
+    if _dirty and not retry_dirty(keys):
+        return "error"
+    if has_pending() and any_pending(keys):
+        return "pending"
+    return None
+
+
 def has_pending() -> bool:
     """Whether this thread may have a bump waiting for a commit (cheap, for the hit path).
 
     It may say True of a record a rollback dropped; :func:`is_pending` tells for sure.
     """
-    return bool(getattr(_local, "pending", None))
+    return bool(getattr(_local, "pending", None)) or testworld.watching()
+
+
+def any_pending(keys: Iterable[str]) -> bool:
+    """Whether a bump of any of ``keys`` waits for a commit in this thread.
+
+    First repeats the bumps made inside a test's transaction that has been rolled back
+    since (:func:`testworld.settle`), so that nothing computed from its rows is read.
+    """
+    testworld.settle(bump_now)
+    return any(is_pending(key) for key in keys)
 
 
 def is_pending(key: str) -> bool:
     """Whether a bump of ``key`` waits for a commit in this thread (prunes a stale record)."""
     pending: dict[str, _Pending] | None = getattr(_local, "pending", None)
     record = pending.get(key) if pending else None
-    if record is None or record.alive():
-        return record is not None
+    if record is None:
+        return False
+    if record.alive():
+        connection = connections[record.using]
+        if not testworld.in_test_world(connection):
+            return True
+        # The block it waited for is done and only the test's own blocks are open: in the
+        # test's world that is a commit.
+        record()
+        testworld.watch(connection, [key])
+        return False
     _pending().pop(key, None)
     return False
 
@@ -87,6 +121,9 @@ def dirty_keys() -> list[str]:
 def forget() -> None:
     """Forget failed bumps, the retry clock, and this thread's pending bumps and row counts.
 
+    The bumps owed to a test's rolled-back transaction (:mod:`cachedcall.testworld`) are
+    made, not forgotten: forgetting them would let entries computed from its rows be read.
+
     For the testing helpers. Callbacks queued in an open transaction still run at its
     commit; only our records of them go. Other threads keep theirs.
     """
@@ -94,6 +131,9 @@ def forget() -> None:
         _dirty.clear()
     _retried[0] = 0.0
     _local.__dict__.clear()
+    # Not forgotten: the bumps owed to test blocks rolled back since are made now, and those
+    # owed to blocks still open (a TestCase's class block) stay owed.
+    testworld.settle(bump_now)
 
 
 # --- bumps after the commit ----------------------------------------------------------------
@@ -108,6 +148,8 @@ class _Pending:
     """
 
     __slots__ = ("hooks", "key", "ran", "using")
+    #: What :class:`oncommit.Hooks` moves to the front at commit.
+    is_bump = True
 
     def __init__(self, key: str, using: str, hooks: list[Any] | None, ran: list[bool]) -> None:
         self.key, self.using, self.hooks, self.ran = key, using, hooks, ran
@@ -138,26 +180,6 @@ class _Pending:
             self.hooks = hooks
             return True
         return False
-
-
-class _Hooks(list):  # type: ignore[type-arg]
-    """A connection's ``run_on_commit`` list that runs our bumps first at commit.
-
-    A non-robust callback of someone else's that raises stops every callback after it, so
-    ours must run before theirs. Moving ours to the front when they are registered would
-    break ``captureOnCommitCallbacks`` (it slices the list from its length at entry), so the
-    order changes only when Django starts draining the list with ``pop(0)`` at commit.
-    """
-
-    _ordered = False
-
-    def pop(self, index: Any = -1) -> Any:
-        if index == 0 and not self._ordered:
-            self._ordered = True
-            ours = [entry for entry in self if isinstance(entry[1], _Pending)]
-            if ours:
-                self[:] = ours + [entry for entry in self if not isinstance(entry[1], _Pending)]
-        return super().pop(index)
 
 
 def _row_model(key: str) -> str | None:
@@ -203,10 +225,16 @@ def request(keys: Iterable[str], using: str | None) -> None:
     if not connection.in_atomic_block:
         bump_now(keys)
         return
+    if testworld.in_test_world(connection):
+        keys = list(keys)
+        testworld.settle(bump_now)
+        bump_now(keys)
+        testworld.watch(connection, keys)
+        return
     hooks: list[Any] | None = None
-    if _gate(connection):
-        if type(connection.run_on_commit) is not _Hooks:
-            connection.run_on_commit = _Hooks(connection.run_on_commit)
+    if oncommit.gate(connection):
+        if type(connection.run_on_commit) is not oncommit.Hooks:
+            connection.run_on_commit = oncommit.Hooks(connection.run_on_commit)
         hooks = connection.run_on_commit
     pending = _pending()
     rows = _row_counts(hooks)
@@ -230,115 +258,95 @@ def request(keys: Iterable[str], using: str | None) -> None:
         pending[key] = record
 
 
-# --- the gate on Django's run_on_commit ----------------------------------------------------
-
-_gates: dict[type[BaseDatabaseWrapper], bool] = {}
-_gates_lock = threading.Lock()
-
-
-def _gate(connection: BaseDatabaseWrapper) -> bool:
-    """Whether ``connection``'s class keeps ``run_on_commit`` as assumed; probed once per class."""
-    cls = type(connection)
-    gate = _gates.get(cls)
-    if gate is None:
-        with _gates_lock:
-            gate = _gates.get(cls)
-            if gate is None:
-                reason = _probe(cls)
-                gate = _gates[cls] = reason is None
-                if reason is not None:
-                    logger.info(
-                        "cachedcall: %s.%s keeps on_commit() callbacks in a way this version "
-                        "does not know (%s); bumps use the public on_commit() alone, so a "
-                        "failing callback registered before one can stop it.",
-                        cls.__module__,
-                        cls.__qualname__,
-                        reason,
-                    )
-    return gate
-
-
-def _probe(cls: type[BaseDatabaseWrapper]) -> str | None:
-    """Run ``cls``'s own transaction methods on a bare instance; return what differs, or None.
-
-    What :class:`_Pending` and :class:`_Hooks` assume: ``on_commit()`` appends ``(savepoint
-    ids, func, robust)`` tuples in place; a commit puts a new list in place and drains the
-    old one with ``pop(0)``; a rollback, of a savepoint too, puts a new list in place. It
-    runs the code, since some installs ship no source; only the steps that need a database
-    are stubbed, and a Django that needs more of the instance closes the gate by raising.
-    """
-
-    ran: list[str] = []
-
-    class Ours(_Pending):
-        __slots__ = ()
-
-        def __call__(self) -> None:
-            ran.append("ours")
-
-    ours, a, b = Ours("", "", None, [False]), partial(ran.append, "a"), partial(ran.append, "b")
-    try:
-
-        class Probe(cls):  # type: ignore[misc,valid-type]
-            validate_thread_sharing = _savepoint_rollback = _rollback = staticmethod(lambda *_: None)
-            _savepoint_allowed = staticmethod(lambda: True)
-
-        # savepoint_rollback() and rollback() refuse to run in an event loop's thread; the
-        # probe touches no database, so it calls the functions they wrap.
-        savepoint_rollback: Any = getattr(Probe.savepoint_rollback, "__wrapped__", Probe.savepoint_rollback)
-        rollback: Any = getattr(Probe.rollback, "__wrapped__", Probe.rollback)
-        db: Any = object.__new__(Probe)
-        db.in_atomic_block, db.savepoint_ids = True, ["s1"]
-        hooks = db.run_on_commit = _Hooks()
-        db.on_commit(a)
-        db.on_commit(b)
-        db.on_commit(ours, robust=True)
-        entry = hooks[-1] if db.run_on_commit is hooks and len(hooks) == 3 else None
-        if not (type(entry) is tuple and len(entry) == 3 and entry[1] is ours and entry[2] is True):
-            return "on_commit() does not append (savepoint ids, func, robust) tuples in place"
-        db.savepoint_ids = ["s1", "s2"]
-        db.on_commit(partial(ran.append, "dropped"))
-        savepoint_rollback(db, "s2")
-        if db.run_on_commit is hooks or [e[1] for e in db.run_on_commit] != [a, b, ours]:
-            return "a savepoint rollback does not put a new list in place"
-        hooks = db.run_on_commit = _Hooks(db.run_on_commit)
-        db.in_atomic_block = False
-        Probe.run_and_clear_commit_hooks(db)
-        if ran != ["ours", "a", "b"] or not hooks._ordered or db.run_on_commit is hooks:
-            return "a commit does not swap in a new list and drain the old one with pop(0)"
-        left = db.run_on_commit = [({"s1"}, a, False)]
-        rollback(db)
-        if db.run_on_commit is left or db.run_on_commit:
-            return "a rollback does not put a new list in place"
-    except Exception as exc:
-        return f"probing it raised {exc!r}"
-    return None
-
-
 # --- bumping now, and retrying ---------------------------------------------------------------
 
 
 def bump_now(keys: Iterable[str]) -> bool:
-    """Advance ``keys`` in the counters alias; remember failures as dirty."""
-    alias = conf.get().counters_cache
-    cache = backend.cache_for(alias)
+    """Advance ``keys`` in every alias that holds counters; remember failures as dirty.
+
+    A key is dirty until it advanced in all of them: a retry advances it again in those
+    that answered the first time, which only costs their entries a recomputation.
+    """
+    stores = [backend.store(alias) for alias in conf.get().counter_aliases]
     ok = True
     for key in keys:
-        if backend.incr(cache, alias, key):
+        advanced = True
+        for store in stores:
+            advanced = store.incr(key) and advanced
+        if advanced:
             if _dirty:
                 with _dirty_lock:
                     _dirty.discard(key)
         else:
             ok = False
             with _dirty_lock:
-                if key not in _dirty:
+                new = key not in _dirty
+                _dirty.add(key)
+            if new:
+                # During an outage the alias's one WARNING has said it; this failure is
+                # counted with it (stats()["bump_failures"]) rather than logged again.
+                backend.bump_failures[stores[0].alias] += 1
+                if not any(backend.is_down(store.alias) for store in stores):
                     logger.warning(
                         "cachedcall: could not bump %r; calls depending on it bypass the "
                         "cache in this process until a retry succeeds.",
                         key,
                     )
-                _dirty.add(key)
+    if not ok:
+        _retrier.wake()
     return ok
+
+
+class _Retrier:
+    """Retries the dirty bumps from a daemon thread, with backoff, until they land.
+
+    A writer that never makes a cached call itself (an admin process, a worker) would
+    otherwise leave its failed bumps undone, and every other process stale until the
+    entries expire. The thread exists only while some bump is dirty; at exit, one last try.
+    """
+
+    FIRST, LONGEST = 0.05, 5.0
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self.run, name="cachedcall-bump-retry", daemon=True)
+                self.thread.start()
+
+    def run(self) -> None:
+        pause = self.FIRST
+        while _dirty:
+            time.sleep(pause)
+            pause = min(pause * 2, self.LONGEST)
+            with _dirty_lock:
+                stuck = list(_dirty)
+            try:
+                bump_now_quietly(stuck)
+            finally:
+                backend.close_thread_caches()
+
+
+def bump_now_quietly(keys: list[str]) -> None:
+    """:func:`bump_now` for the retry thread, which must never raise."""
+    try:
+        bump_now(keys)
+    except Exception:  # a settings error, say: the next call of the process will say it
+        logger.debug("cachedcall: retrying bumps raised", exc_info=True)
+
+
+_retrier = _Retrier()
+
+
+@atexit.register
+def _last_try() -> None:
+    if _dirty:
+        with _dirty_lock:
+            stuck = list(_dirty)
+        bump_now_quietly(stuck)
 
 
 def retry_dirty(keys: Iterable[str]) -> bool:
@@ -366,24 +374,30 @@ def bump(*items: Any, using: str | None = None) -> None:
     """Mark data as changed, for writes that send no signals (``update()``, raw SQL).
 
     Each item is a model class or ``"app_label.ModelName"`` (every row of it), a saved
-    instance (that row, its scopes and its table) or a :class:`cachedcall.where` scope.
+    instance, lazy ones such as ``request.user`` included (that row, its current scopes
+    and its table), or a :class:`cachedcall.where` scope or row (it and its table).
     Inside ``transaction.atomic(using=...)`` the bump happens after the outermost commit.
 
     :param items: what changed.
     :param using: the database alias whose transaction the bump follows (default
         ``"default"``).
     """
+    from cachedcall.versions import where
+
     prefix = conf.get().key_prefix
     keys: list[str] = []
     for item in items:
         if isinstance(item, models.Model):
             dependency_keys([item], prefix, "bump()")  # validates: saved, not ignored
             keys.extend(write_keys(item, prefix))
+        elif isinstance(item, where):
+            # Its own counter and the table, not the epoch: that would make every row and
+            # scope of the model stale, not only this one.
+            keys.extend(item.bump_keys(prefix))
         else:
             found = dependency_keys([item], prefix, "bump()")
             keys.extend(found)
-            if len(found) == 1:  # a whole table: every row and scope of it too
-                keys.append(found[0] + ":*")
+            keys.append(found[0] + ":*")  # a whole table: every row and scope of it too
     request(dict.fromkeys(keys), using)
 
 

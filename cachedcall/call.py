@@ -97,7 +97,7 @@ def call(
         return wrapped(*args, **kwargs)
     key, counter_keys = plan
     started = time.perf_counter()
-    state, value, versions, stored = fc.classify(fc.read(key, counter_keys), key, counter_keys)
+    state, value, versions, stored = fc.classify(fc.read(key, counter_keys), key, counter_keys, args)
     if state is HIT:
         if events.active:
             events.emit(fc, key, events.HIT, time.perf_counter() - started)
@@ -114,12 +114,14 @@ async def acall(
         if events.active:
             events.emit(fc, None, events.DISABLED, 0.0)
         return await wrapped(*args, **kwargs)
+    if fc.policy is not None:
+        await fc.policy.aresolve(args)
     plan = fc.keys_for_call(instance, args, kwargs)
     if plan is None:
         return await wrapped(*args, **kwargs)
     key, counter_keys = plan
     started = time.perf_counter()
-    state, value, versions, stored = fc.classify(await fc.aread(key, counter_keys), key, counter_keys)
+    state, value, versions, stored = fc.classify(await fc.aread(key, counter_keys), key, counter_keys, args)
     if state is HIT:
         if events.active:
             events.emit(fc, key, events.HIT, time.perf_counter() - started)
@@ -143,6 +145,8 @@ def refresh(
 async def arefresh(
     fc: FunctionCache, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
+    if fc.policy is not None and switch.is_enabled():
+        await fc.policy.aresolve(args)
     plan = fc.keys_for_call(instance, args, kwargs) if switch.is_enabled() else None
     if plan is None:
         return await wrapped(*args, **kwargs)
@@ -179,7 +183,7 @@ def after_miss(fc: FunctionCache, miss: Miss, stored: Entry | None, slot: tuple[
         if not leads and (yield (WAIT, flight)):
             shared = flight.value(miss.key)
             if shared is not MISSING:
-                return fc.shared(shared, flight, miss.key, miss.started)
+                return fc.shared(shared, flight, miss.key, miss.started, miss.full)
         if leads:
             miss.flight = (slot[0], flight)
     if fc.lock and miss.state is not FAILED:
@@ -204,14 +208,14 @@ def revalidate(fc: FunctionCache, miss: Miss, stored: Entry, slot: tuple[Any, An
         if flight is not None:
             miss.flight = (slot[0], flight)
     if not claimed:
-        old = fc.old(stored, miss.key, miss.started)
+        old = fc.old(stored, miss.key, miss.started, miss.full)
         if old is not MISSING:
             return old
         miss.lock = None
     elif miss.lock is not None:
         got = yield (STORE, fc.store, "add", miss.lock, locks.token(), fc.lock_ttl)
         if got is False:  # another process is at it
-            old = fc.old(stored, miss.key, miss.started)
+            old = fc.old(stored, miss.key, miss.started, miss.full)
             if old is not MISSING:
                 fc.finish(miss.flight)
                 return old
@@ -238,7 +242,7 @@ def acquire(fc: FunctionCache, miss: Miss) -> Steps:
         found = yield (READ, fc, miss.key, miss.counter_keys)
         if found is None:
             return MISSING, None
-        value, stored, miss.versions = fc.current_value(found, miss.key, miss.counter_keys)
+        value, stored, miss.versions = fc.current_value(found, miss.key, miss.counter_keys, miss.full)
         if value is not MISSING:
             return value, stored
         got = yield add
@@ -248,7 +252,9 @@ def acquire(fc: FunctionCache, miss: Miss) -> Steps:
                 # The holder may have stored and released between our read and our add.
                 found = yield (READ, fc, miss.key, miss.counter_keys)
                 if found is not None:
-                    value, stored, miss.versions = fc.current_value(found, miss.key, miss.counter_keys)
+                    value, stored, miss.versions = fc.current_value(
+                        found, miss.key, miss.counter_keys, miss.full
+                    )
                     if value is not MISSING:
                         yield (STORE, fc.store, "delete", [lock])
                         miss.lock = None

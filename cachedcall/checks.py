@@ -1,7 +1,9 @@
 """System checks: ``cachedcall.E001`` (unknown alias), ``E002`` (bad setting),
 ``E003`` (signing asked of a backend that unpickles before we can check),
-``W001`` (a memcached alias without client timeouts), ``W002`` (silent retries),
-``W003`` (version counters in a memcached pool, where a returning node brings old ones back)."""
+``E004`` (process-local counters for entries in a shared backend), ``W001`` (a memcached
+alias without client timeouts), ``W002`` (silent retries), ``W003`` (version counters in a
+memcached pool, where a returning node brings old ones back), ``W004`` (a Redis alias
+without socket timeouts)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,12 @@ from django.core.exceptions import ImproperlyConfigured
 __all__: list[str] = []
 
 _MEMCACHED = "django.core.cache.backends.memcached.PyMemcacheCache"
+_REDIS = "django.core.cache.backends.redis.RedisCache"
+# Backends whose data lives in one process: counters there are never seen by another.
+_PROCESS_LOCAL = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
 # The backends whose stored bytes cachedcall reads itself (or that live in this process).
 _SIGNABLE = (
     _MEMCACHED,
@@ -38,11 +46,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         if fc.cache_option:
             used.setdefault(fc.cache_option, f"cached(cache=...) on {fc.name}")
     messages: list[checks.CheckMessage] = []
-    counters = caches.get(current.counters_cache) or {}
-    if counters.get("BACKEND") == _MEMCACHED and len(_locations(counters.get("LOCATION"))) > 1:
+    pools = sorted(
+        {current.counters_for(alias) for alias in used}
+        & {
+            a
+            for a, c in caches.items()
+            if c.get("BACKEND") == _MEMCACHED and len(_locations(c.get("LOCATION"))) > 1
+        }
+    )
+    for pool in pools:
         messages.append(
             checks.Warning(
-                f"cachedcall's version counters live in the memcached pool {current.counters_cache!r}: "
+                f"cachedcall's version counters live in the memcached pool {pool!r}: "
                 "a node that is frozen or cut off while a write bumps a counter comes back with "
                 "the old counter, and entries made before the write become valid again.",
                 hint="Put the counters in an alias whose keys do not move between servers: "
@@ -50,6 +65,23 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="cachedcall.W003",
             )
         )
+    versions = caches.get(current.versions_cache or "") or {}
+    if versions.get("BACKEND") in _PROCESS_LOCAL:
+        shared = sorted(
+            a for a in used if (caches.get(a) or {}).get("BACKEND") not in (*_PROCESS_LOCAL, None)
+        )
+        if shared:
+            messages.append(
+                checks.Error(
+                    f"CACHEDCALL['VERSIONS_CACHE'] = {current.versions_cache!r} keeps the version "
+                    f"counters in this process's memory, but entries live in the shared "
+                    f"alias(es) {', '.join(map(repr, shared))}: a write in one process would never "
+                    "make another process's entries stale.",
+                    hint="Remove VERSIONS_CACHE (counters then live beside the entries of each alias) "
+                    "or point it at a shared alias that keeps its keys, e.g. a Redis.",
+                    id="cachedcall.E004",
+                )
+            )
     for alias, source in sorted(used.items()):
         config = caches.get(alias)
         if config is None:
@@ -70,6 +102,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id="cachedcall.E003",
                 )
             )
+        if config.get("BACKEND") == _REDIS:
+            options = config.get("OPTIONS") or {}
+            if "socket_timeout" not in options or "socket_connect_timeout" not in options:
+                messages.append(
+                    checks.Warning(
+                        f"The Redis alias {alias!r} used by cachedcall sets no socket timeouts: a "
+                        "frozen or unreachable Redis would block every request.",
+                        hint="Set OPTIONS = {'socket_connect_timeout': 0.5, 'socket_timeout': 0.5}; "
+                        "see the README's recommended options.",
+                        id="cachedcall.W004",
+                    )
+                )
         if config.get("BACKEND") == _MEMCACHED:
             options = config.get("OPTIONS") or {}
             if "timeout" not in options or "connect_timeout" not in options:

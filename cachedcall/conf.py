@@ -5,8 +5,9 @@ Importing this module never touches ``django.conf.settings``: the first call of
 result away so the next call reads it again.
 
 Process state: the settings read (``_current``, dropped by :func:`forget`) and the key
-prefix suffix of a pytest-xdist worker (``_namespace_suffix``, set once per process by the
-pytest plugin and kept by :func:`forget`: it is configuration, like the settings module).
+prefix suffix of a test run (``_namespace_suffix``, set once per process by the pytest
+plugin or the test runner, also exported as ``CACHEDCALL_NAMESPACE`` to the processes it
+starts, and kept by :func:`forget`: it is configuration, like the settings module).
 """
 
 from __future__ import annotations
@@ -50,22 +51,34 @@ class Settings:
     #: The default of ``cached(lock=...)``: one computation per key across processes.
     lock: bool = False
 
-    @property
-    def counters_cache(self) -> str:
-        """The alias that holds generations and model versions."""
-        return self.versions_cache or self.cache
+    #: Every alias that holds version counters, so every alias a bump reaches: the
+    #: ``VERSIONS_CACHE`` alone when it is set; else each alias of ``settings.CACHES``
+    #: (counters live beside the entries of each alias, so a hit stays one round trip, and a
+    #: writer that never imported a function still reaches the alias it uses).
+    counter_aliases: tuple[str, ...] = ("default",)
+
+    def counters_for(self, alias: str) -> str:
+        """The alias that holds the counters of entries stored in ``alias``."""
+        return self.versions_cache or alias
 
 
 _current: Settings | None = None
 _namespace_suffix = ""
 
 
+#: Set by the test runners for the processes a test run starts (a writer subprocess, a server
+#: in another process), so that they share the run's namespace.
+NAMESPACE_VARIABLE = "CACHEDCALL_NAMESPACE"
+
+
 def set_namespace_suffix(suffix: str) -> None:
-    """Append ``.suffix`` to the key prefix of this process (one per pytest-xdist worker)."""
+    """Append ``.suffix`` to the key prefix of this process: test runs have a namespace of
+    their own (``test``, ``test.gw0`` per pytest-xdist worker)."""
     global _current, _namespace_suffix
     if not SAFE_KEY_PART.match(suffix):
         raise ValueError(f"namespace suffix {suffix!r} is not key-safe")
     _namespace_suffix = suffix
+    os.environ[NAMESPACE_VARIABLE] = suffix  # inherited by the processes this one starts
     _current = None
 
 
@@ -127,10 +140,27 @@ def _load() -> Settings:
                 f"strings; got {models!r}."
             )
         kwargs["ignore_models"] = frozenset(m.lower() for m in models)
-    if _namespace_suffix:
-        kwargs["key_prefix"] = f"{kwargs.get('key_prefix', 'cc')}.{_namespace_suffix}"
+    suffix = _namespace_suffix or os.environ.get(NAMESPACE_VARIABLE, "")
+    if suffix:
+        if not SAFE_KEY_PART.match(suffix):
+            raise ImproperlyConfigured(
+                f"The environment variable {NAMESPACE_VARIABLE}={suffix!r} is not key-safe."
+            )
+        kwargs["key_prefix"] = f"{kwargs.get('key_prefix', 'cc')}.{suffix}"
+    if "versions_cache" in kwargs:
+        kwargs["counter_aliases"] = (kwargs["versions_cache"],)
+    else:
+        kwargs["counter_aliases"] = _entry_aliases(getattr(settings, "CACHES", None) or {})
     _current = Settings(**kwargs)
     return _current
+
+
+_DUMMY = "django.core.cache.backends.dummy.DummyCache"
+
+
+def _entry_aliases(caches: dict[str, Any]) -> tuple[str, ...]:
+    # A DummyCache stores nothing: no entry there to invalidate.
+    return tuple(sorted(alias for alias, config in caches.items() if config.get("BACKEND") != _DUMMY))
 
 
 def _env_enabled() -> bool:
@@ -213,7 +243,7 @@ def forget() -> None:
 
 def _reset(*, setting: str, **kwargs: object) -> None:
     global _current
-    if setting == "CACHEDCALL":
+    if setting in ("CACHEDCALL", "CACHES"):
         _current = None
 
 

@@ -5,6 +5,8 @@ so that what is on the wire does not depend on where our classes live::
 
     (FORMAT, versions, created, duration, payload, expires)
 
+``FORMAT`` names the layout and the Django version that wrote the entry.
+
 ``versions`` are the counter values the entry was computed under (the generations first,
 then the model versions: see :data:`GENERATIONS`); ``payload`` is the value pickled by us,
 not by the backend, so that a value that no longer unpickles (a class renamed by a deploy,
@@ -20,10 +22,13 @@ Process state: none (:mod:`cachedcall.signing` keeps the derived keys).
 from __future__ import annotations
 
 import enum
+import functools
 import pickle
 import time
 from typing import Any
 from typing import NamedTuple
+
+import django
 
 from cachedcall import signing
 from cachedcall import xfetch
@@ -33,7 +38,10 @@ __all__: list[str] = []
 #: The marker of "nothing here": a miss, an option not given. A cached ``None`` is a value.
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING", "__slots__": ()})()
 
-FORMAT = 2
+#: The layout's version and the Django version the entry was written under: pickles of
+#: model instances are only guaranteed within one Django version, so after an upgrade,
+#: rolling or not, an entry written under another version is a miss (and is overwritten).
+FORMAT = (3, django.__version__)
 #: The first versions of every entry are generations: the global one (:func:`cachedcall.reset`)
 #: and the function's (``invalidate_all()``). The rest are model versions, which ``soft=``
 #: may serve past.
@@ -43,7 +51,7 @@ GENERATIONS = 2
 class Entry(NamedTuple):
     """A stored entry, as read or about to be written."""
 
-    format: int
+    format: tuple[int, str]
     versions: tuple[Any, ...]
     created: float
     duration: float
@@ -69,6 +77,8 @@ class ReadState(enum.Enum):
 
 
 HIT, MISS, FAILED, CORRUPT, STALE, EARLY = ReadState
+# Entry._make checks the length in Python; _opened() has already: a C call is enough.
+_entry: Any = functools.partial(tuple.__new__, Entry)
 
 
 class Unreadable(ValueError):
@@ -88,9 +98,15 @@ def wire(entry: Entry, key: str, sign: bool) -> Any:
     return signing.seal(key, raw) if sign else raw
 
 
-def _opened(stored: Any, key: str, sign: bool) -> tuple[Any, ...]:
+def _opened(stored: Any, key: str, sign: bool) -> tuple[Any, ...] | None:
+    """The wire tuple of an entry of ours; ``None`` for one written under another Django or
+    layout (a plain miss); :class:`Unreadable` for anything else."""
     raw = signing.unseal(key, stored) if sign else stored
-    if type(raw) is not tuple or len(raw) != 6 or raw[0] != FORMAT:
+    if type(raw) is not tuple or len(raw) != 6:
+        raise Unreadable("not a cachedcall entry")
+    if raw[0] != FORMAT:
+        if type(raw[0]) is tuple or raw[0] == 2:  # ours, from another version
+            return None
         raise Unreadable("not a cachedcall entry")
     return raw
 
@@ -127,6 +143,8 @@ def classify(
     if stored is None:
         return MISS, MISSING, None
     raw = _opened(stored, key, sign)
+    if raw is None:
+        return MISS, MISSING, None
     stamped = raw[1]
     if stamped == versions:
         expires = raw[5]
@@ -134,15 +152,15 @@ def classify(
             now = xfetch.clock()
             if now >= expires:
                 if now < expires + stale:
-                    return STALE, MISSING, Entry._make(raw)
+                    return STALE, MISSING, _entry(raw)
                 return MISS, MISSING, None
             if early is not None and xfetch.early(expires, raw[3], early):
-                return EARLY, MISSING, Entry._make(raw)
-        return HIT, value(raw[4]), Entry._make(raw) if want_entry else None
+                return EARLY, MISSING, _entry(raw)
+        return HIT, value(raw[4]), _entry(raw) if want_entry else None
     if soft and None not in versions and stamped[:GENERATIONS] == versions[:GENERATIONS]:
         # Only model versions moved (not reset() or invalidate_all(), and no counter was
         # lost and re-seeded): the function asked for soft invalidation.
-        return STALE, MISSING, Entry._make(raw)
+        return STALE, MISSING, _entry(raw)
     return MISS, MISSING, None
 
 
@@ -156,8 +174,8 @@ def current_value(stored: Any, key: str, versions: tuple[Any, ...], sign: bool) 
         return MISSING, None
     try:
         raw = _opened(stored, key, sign)
-        if raw[1] == versions:
-            return value(raw[4]), Entry._make(raw)
+        if raw is not None and raw[1] == versions:
+            return value(raw[4]), _entry(raw)
     except ValueError:
         pass
     return MISSING, None

@@ -12,15 +12,19 @@ memo (bounded), its hit/miss/error/stale counts and whether it logged an unpickl
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
+import math
 import time
 import weakref
+from collections.abc import Awaitable
 from collections.abc import Callable
 from typing import Any
 from typing import Protocol
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.exceptions import ImproperlyConfigured
 
 from cachedcall import backend
 from cachedcall import bumps
@@ -37,6 +41,7 @@ from cachedcall.entry import MISS
 from cachedcall.entry import MISSING
 from cachedcall.entry import Entry
 from cachedcall.entry import ReadState
+from cachedcall.exceptions import InvalidOption
 from cachedcall.keys import Binder
 from cachedcall.keys import digest
 from cachedcall.keys import encode_call
@@ -49,6 +54,9 @@ __all__: list[str] = []
 logger = logging.getLogger("cachedcall")
 registry: weakref.WeakSet[FunctionCache] = weakref.WeakSet()
 KEY_MEMO_SIZE = 4096
+#: The longest str argument whose call's key is memoized (so the memo holds < 4096 x a few
+#: hundred bytes per function, whatever the arguments).
+MEMO_ARGUMENT_SIZE = 64
 
 Plan = tuple[str, list[str]]
 
@@ -68,7 +76,10 @@ class Policy(Protocol):
         self, fc: FunctionCache, result: Any, full: tuple[Any, ...], kwargs: dict[str, Any], key: str
     ) -> tuple[str, Any] | str: ...
 
-    def serve(self, value: Any, stored: Entry | None) -> Any: ...
+    def serve(self, value: Any, stored: Entry | None, args: tuple[Any, ...]) -> Any: ...
+
+    async def aresolve(self, args: tuple[Any, ...]) -> None:
+        """On the async path, before the sync rules run: load what they need off the loop."""
 
 
 class FunctionCache:
@@ -85,13 +96,19 @@ class FunctionCache:
         func = getattr(wrapped, "__func__", wrapped)
         self.name = f"{func.__module__}.{func.__qualname__}"
         self.owner = f"{decorator}(...) on {self.name}"
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise InvalidOption(
+                f"{self.owner}: a generator function returns an iterator that is consumed as it "
+                "is read, so there is no value to store. Return a list instead, or cache a "
+                "helper that builds the list."
+            )
         resolved = options.resolve(decorator, self.name, given, options.VIEW if policy else options.FUNCTION)
         self.options = resolved
         self.policy = policy
         self.want_entry = policy is not None and policy.want_entry
         # A view's instance (a method decorated directly) lives for one request: not keyed.
         self.binds_instance = policy is None and binding in ("function", "classmethod", "instancemethod")
-        self.is_async = inspect.iscoroutinefunction(func)
+        self.is_async = is_async(func)
         self.timeout_given = resolved["timeout"] is not MISSING
         self.timeout = resolved["timeout"] if self.timeout_given else None
         self.cache_option: str | None = resolved["cache"]
@@ -99,7 +116,7 @@ class FunctionCache:
         self.key_fn: Callable[..., Any] | None = key if callable(key) else None
         self.binder = Binder(func, None if callable(key) else key, self.name)
         self.names = self.binder.parameter_names()
-        prefix = self.name if resolved["prefix"] is MISSING else resolved["prefix"]
+        prefix = _default_prefix(func, self.name) if resolved["prefix"] is MISSING else resolved["prefix"]
         self.fn_id = digest(f"{prefix}\x00{resolved['version']}")[:12]
         self.readable = safe_name(func.__name__)
         self.unless: Callable[[Any], object] | None = resolved.get("unless")
@@ -128,8 +145,9 @@ class FunctionCache:
         settings = conf.get()
         if settings is self._settings:
             return settings
+        _check_installed(self.owner)
         self.alias = self.cache_option or settings.cache
-        self.counters_alias = settings.versions_cache or settings.cache
+        self.counters_alias = settings.counters_for(self.alias)
         self.store = backend.store(self.alias)
         self.counters = backend.store(self.counters_alias)
         self.split = self.counters_alias != self.alias
@@ -139,9 +157,9 @@ class FunctionCache:
         self.generation_keys = [f"{prefix}:G", f"{prefix}:g:{self.fn_id}"]
         assert len(self.generation_keys) == entry.GENERATIONS
         if self.timeout_given:
-            self.store_timeout = self.timeout
+            self.store_timeout = _backend_seconds(self.timeout, self.alias)
         elif settings.timeout_set:
-            self.store_timeout = settings.timeout
+            self.store_timeout = _backend_seconds(settings.timeout, self.alias)
         else:
             self.store_timeout = DEFAULT_TIMEOUT
         self.sign = settings.sign
@@ -176,12 +194,17 @@ class FunctionCache:
             return self.entry_prefix + digest(f"{self.fn_id}|{material}")
         if values is None:
             values = self.binder.bind(full, kwargs)
-        # Calls whose arguments are all exact ints and strs (which never compare equal to
-        # each other, unlike 1, 1.0 and True) reuse their key from a bounded memo.
+        # Calls whose arguments are all short exact strs and machine-sized ints (which never
+        # compare equal to each other, unlike 1, 1.0 and True) reuse their key from a memo
+        # bounded in entries and so in bytes: a long argument is never kept alive by it.
         simple = True
         for value in values:
             kind = type(value)
-            if kind is not int and kind is not str:
+            if kind is str:
+                if len(value) > MEMO_ARGUMENT_SIZE:
+                    simple = False
+                    break
+            elif kind is not int or not -(2**63) <= value < 2**63:
                 simple = False
                 break
         if simple:
@@ -223,12 +246,11 @@ class FunctionCache:
                 return None
         key = self.entry_key(full, kwargs, values)
         counter_keys = self.counter_keys(full, kwargs)
-        if bumps.is_dirty() and not bumps.retry_dirty(counter_keys):
-            events.emit(self, key, events.ERROR, 0.0)
-            return None
-        if bumps.has_pending() and any(bumps.is_pending(k) for k in counter_keys):
-            events.emit(self, key, events.PENDING, 0.0)
-            return None
+        if bumps.unsettled():
+            outcome = bumps.bypass(counter_keys)
+            if outcome is not None:
+                events.emit(self, key, outcome, 0.0)
+                return None
         return key, counter_keys
 
     # -- reading ------------------------------------------------------------------------------
@@ -243,15 +265,16 @@ class FunctionCache:
         found = self.store.read([key], self.sign)
         return None if found is None else {**counters, **found}
 
-    async def aread(self, key: str, counter_keys: list[str]) -> dict[str, Any] | None:
+    def aread(self, key: str, counter_keys: list[str]) -> Awaitable[dict[str, Any] | None]:
+        """The async :meth:`read` (an awaitable, not a coroutine function: one frame less)."""
         if not self.split:
-            return await self.store.aread([key, *counter_keys], self.sign)
+            return self.store.aread([key, *counter_keys], self.sign)
         from asgiref.sync import sync_to_async
 
-        return await sync_to_async(self.read)(key, counter_keys)
+        return sync_to_async(self.read)(key, counter_keys)
 
     def classify(
-        self, found: dict[str, Any] | None, key: str, counter_keys: list[str]
+        self, found: dict[str, Any] | None, key: str, counter_keys: list[str], args: tuple[Any, ...]
     ) -> tuple[ReadState, Any, tuple[Any, ...] | None, Entry | None]:
         """``(state, value, versions, entry)`` of a read (see :func:`entry.classify`); counts it."""
         if found is None:
@@ -281,13 +304,13 @@ class FunctionCache:
         if state is HIT:
             self.hits += 1
             if self.policy is not None:
-                value = self.policy.serve(value, stored)
+                value = self.policy.serve(value, stored, args)
         elif state is MISS:
             self.misses += 1
         return state, value, versions, stored
 
     def current_value(
-        self, found: dict[str, Any], key: str, counter_keys: list[str]
+        self, found: dict[str, Any], key: str, counter_keys: list[str], args: tuple[Any, ...]
     ) -> tuple[Any, Entry | None, tuple[Any, ...]]:
         """What a lock waiter polls for: ``(value, entry, versions)`` of a current entry, or
         ``(MISSING, None, versions)``; nothing counted, nothing deleted."""
@@ -296,10 +319,10 @@ class FunctionCache:
         if value is not MISSING:
             self.hits += 1
             if self.policy is not None:
-                value = self.policy.serve(value, stored)
+                value = self.policy.serve(value, stored, args)
         return value, stored, versions
 
-    def old(self, stored: Entry, key: str, started: float) -> Any:
+    def old(self, stored: Entry, key: str, started: float, args: tuple[Any, ...]) -> Any:
         """An old value served while another caller refreshes it; ``MISSING`` if unreadable."""
         try:
             value = entry.value(stored.payload)
@@ -307,15 +330,17 @@ class FunctionCache:
             return MISSING
         self.stales += 1
         if self.policy is not None:
-            value = self.policy.serve(value, stored)
+            value = self.policy.serve(value, stored, args)
         if events.active:
             events.emit(self, key, events.STALE, time.perf_counter() - started)
         return value
 
-    def shared(self, value: Any, flight: flights.Flight, key: str, started: float) -> Any:
+    def shared(
+        self, value: Any, flight: flights.Flight, key: str, started: float, args: tuple[Any, ...]
+    ) -> Any:
         """A follower's value: the leader's, as if read from the cache."""
         if self.policy is not None:
-            value = self.policy.serve(value, flight.entry)
+            value = self.policy.serve(value, flight.entry, args)
         if events.active:
             events.emit(self, key, events.HIT, time.perf_counter() - started)
         return value
@@ -396,6 +421,82 @@ def forget() -> None:
         fc.hits = fc.misses = fc.errors = fc.stales = 0
         fc._settings = None
         fc._logged_pickle_error = False
+
+
+#: memcached reads an expiry above 30 days as a Unix time; Django adds the clock to such a
+#: timeout, and 10**10 + now overflows memcached's 32-bit expiry field (never stored).
+MEMCACHED_MAX_TIMEOUT = 30 * 24 * 3600
+
+
+def _backend_seconds(timeout: Any, alias: str) -> Any:
+    """A timeout that means the same on every backend: whole seconds, rounded up (memcached
+    and Redis count whole seconds, and Django truncates 0.5 to 0, "do not store"), and at
+    most 30 days on memcached (longer is capped to what it can hold, relative)."""
+    if timeout is None or timeout == 0:
+        return timeout
+    seconds = math.ceil(timeout)
+    from django.core.cache.backends.memcached import BaseMemcachedCache
+
+    if seconds > MEMCACHED_MAX_TIMEOUT and isinstance(backend.lookup(alias), BaseMemcachedCache):
+        return MEMCACHED_MAX_TIMEOUT
+    return seconds
+
+
+def _default_prefix(func: Any, name: str) -> str:
+    """``module.qualname``, made unique where that name is not: two lambdas of one module
+    share ``<lambda>``, and the closures one factory makes share their qualname.
+
+    A lambda adds where it is and what it does (line and a digest of its code); a closure
+    adds the values it closes over, encoded like arguments, so ``power(2)`` and ``power(3)``
+    get entries of their own. Stable across processes, unlike anything based on ``id()``.
+    Values that cannot be encoded (a Counter, a lock) are left out.
+    """
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return name
+    parts = [name]
+    if "<lambda>" in name:
+        parts.append(f"{code.co_firstlineno}:{digest(code.co_code.hex() + repr(code.co_consts))}")
+    cells = getattr(func, "__closure__", None) or ()
+    if cells and "<locals>" in name:
+        from cachedcall.keys import encode
+
+        for cell in cells:
+            try:
+                parts.append(encode(cell.cell_contents))
+            except Exception:  # an empty cell, or a value with no stable key
+                parts.append("?")
+    return "\x00".join(parts)
+
+
+def is_async(func: Any) -> bool:
+    """Whether calling ``func`` returns an awaitable: also through ``functools.partial`` and
+    bound methods (``method_decorator`` hands a decorator a partial of a bound method, which
+    ``inspect.iscoroutinefunction`` does not see through before Python 3.13), and for
+    callables marked with asgiref's ``markcoroutinefunction``."""
+    from asgiref.sync import iscoroutinefunction
+
+    while True:
+        if iscoroutinefunction(func):
+            return True
+        if isinstance(func, functools.partial):
+            func = func.func
+        elif inspect.ismethod(func):
+            func = func.__func__
+        else:
+            return False
+
+
+def _check_installed(owner: str) -> None:
+    # Without the app no signal receiver is connected: writes bump nothing, and entries
+    # would be served stale until they expire. Fail loudly instead.
+    from django.apps import apps
+
+    if apps.ready and not apps.is_installed("cachedcall"):
+        raise ImproperlyConfigured(
+            f"{owner}: 'cachedcall' is not in INSTALLED_APPS, so no write would make an entry "
+            "stale. Add it to INSTALLED_APPS (of every process that writes to your models)."
+        )
 
 
 def _check_static(items: list[Any], owner: str) -> None:

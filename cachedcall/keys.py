@@ -27,7 +27,6 @@ from cachedcall.exceptions import UnkeyableArgument
 __all__: list[str] = []
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
-_SAFE_PK = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 DIGEST_SIZE = 12
 
 
@@ -51,10 +50,12 @@ def safe_name(name: str, limit: int = 40) -> str:
 
 
 def pk_token(pk: object) -> str:
-    """Return a key-safe rendering of a primary key, readable where it can be."""
-    text = str(pk)
-    if type(pk) is int or _SAFE_PK.match(text):
-        return text
+    """Return how a primary key appears in a row counter's key: an int as it is, anything
+    else as a digest. A primary key can be a secret (an API token, a session key): anyone
+    who can list a cache's keys (memcached's ``lru_crawler metadump``, Redis's ``SCAN``)
+    must not read it there."""
+    if type(pk) is int:
+        return str(pk)
     return "#" + digest(encode(pk))
 
 
@@ -243,11 +244,15 @@ def _encode_other(v: Any, out: list[str]) -> None:
     if isinstance(v, type):
         out.append(f"k{v.__module__}.{v.__qualname__};")
         return
-    # Subclasses of the plain types (SafeString, IntFlag-free int subclasses, ...) key by
-    # their value; bool and Enum were handled above.
+    # Subclasses of the plain types key apart from the plain type, by class and value: a
+    # subclass may change what the value means (SafeString is HTML that is not escaped
+    # again; mark_safe(s) and s must not share an entry). bool and Enum were handled above.
     for base in (str, int, float, bytes, tuple, list, dict, set, frozenset):
         if isinstance(v, base):
+            cls = type(v)
+            out.append(f"x{cls.__module__}.{cls.__qualname__}(")
             _EXACT[base](v, out)
+            out.append(")")
             return
     raise _Unkeyable(v, f"values of type {type(v).__qualname__} have no stable cache key")
 

@@ -343,7 +343,7 @@ def resolve(decorator: str, function: str, given: dict[str, Any], known: Sequenc
     for name in known:
         option = BY_NAME[name]
         if name in given:
-            resolved[name] = option.check(given[name], f"{decorator}({name}={given[name]!r}) on {function}")
+            resolved[name] = option.check(given[name], _Where(decorator, name, given[name], function))
         else:
             resolved[name] = option.default
     if "timeout" in resolved and resolved["timeout"] is None and (resolved["stale"] or resolved["early"]):
@@ -352,6 +352,22 @@ def resolve(decorator: str, function: str, given: dict[str, Any], known: Sequenc
             "timeout=None never does. Give a timeout in seconds."
         )
     return resolved
+
+
+class _Where:
+    """``"cached(timeout=-5) on app.f"``, rendered only for a message: the repr of a value
+    can cost (a QuerySet's runs a query), and most checks pass."""
+
+    __slots__ = ("decorator", "function", "name", "value")
+
+    def __init__(self, decorator: str, name: str, value: Any, function: str) -> None:
+        self.decorator, self.name, self.value, self.function = decorator, name, value, function
+
+    def __str__(self) -> str:
+        return f"{self.decorator}({self.name}={self.value!r}) on {self.function}"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
 
 # --- documentation --------------------------------------------------------------------------

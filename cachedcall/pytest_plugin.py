@@ -1,6 +1,14 @@
-"""The pytest plugin (entry point ``pytest11``): a clean slate, fixtures and a marker.
+"""The pytest plugin (entry point ``pytest11``): a namespace of its own, a clean slate,
+fixtures and a marker.
 
-Inert in projects where Django is not configured. Django is imported lazily.
+A test run is a process of its own with a database of its own; its cache entries are too:
+the plugin appends ``.test`` to ``CACHEDCALL["KEY_PREFIX"]`` (``.test.gw0``, ... under
+pytest-xdist), so a run never reads what the development server wrote, and nothing it
+writes, bumps or resets is seen outside test runs. It resets that namespace once at the
+start of the session. Inert in projects where Django is not configured; Django is
+imported lazily.
+
+Process state: none of its own (it sets :mod:`cachedcall.conf`'s namespace suffix).
 """
 
 from __future__ import annotations
@@ -34,6 +42,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Do not call cachedcall.reset() at the start of the session.",
     )
     parser.addini(
+        "cachedcall_namespace",
+        default="test",
+        help="What test runs append to CACHEDCALL['KEY_PREFIX'] (default 'test'; empty: nothing).",
+    )
+    parser.addini(
         "cachedcall_reset",
         type="bool",
         default=True,
@@ -43,13 +56,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _MARKER_HELP)
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker:
-        # Each xdist worker gets a namespace of its own: one worker's reset or isolated
-        # test never touches another worker's entries or counters.
+    # Each xdist worker gets a namespace of its own too: one worker's reset or isolated test
+    # never touches another worker's entries or counters.
+    parts = [config.getini("cachedcall_namespace"), os.environ.get("PYTEST_XDIST_WORKER", "")]
+    suffix = ".".join(part for part in parts if part)
+    if suffix:
         from cachedcall import conf
 
-        conf.set_namespace_suffix(worker)
+        conf.set_namespace_suffix(suffix)
 
 
 def _django_ready() -> bool:

@@ -194,18 +194,25 @@ def _clean_slate() -> None:
 
 
 class DiscoverRunner(_DjangoDiscoverRunner):
-    """Django's test runner, starting every run from a clean cachedcall slate.
+    """Django's test runner, with a cachedcall namespace of its own and a clean slate.
 
-    ``TEST_RUNNER = "cachedcall.testing.DiscoverRunner"``: ``manage.py test`` calls
-    :func:`cachedcall.reset` once before the first test, so no entry written by an earlier
-    run or by the development server is ever read, without restarting or flushing the
-    shared memcached.
+    ``TEST_RUNNER = "cachedcall.testing.DiscoverRunner"``: ``manage.py test`` appends
+    ``.test`` to ``CACHEDCALL["KEY_PREFIX"]`` (as its database gets a ``test_`` name), forgets
+    any process state and calls :func:`cachedcall.reset` once before the first test. So no
+    entry written by an earlier run or by the development server is ever read, nothing the
+    run writes or bumps is seen by them, and the shared memcached is never flushed.
     """
+
+    namespace = "test"
 
     def setup_test_environment(self, **kwargs: Any) -> None:
         super().setup_test_environment(**kwargs)
+        from cachedcall import conf
         from cachedcall import reset
 
+        if self.namespace:
+            conf.set_namespace_suffix(self.namespace)
+        forget_process_state()
         reset()
 
 

@@ -70,12 +70,41 @@ class ViewPolicy:
             varied,
         )
         if self.per_user:
-            user = getattr(request, "user", None)
-            if user is not None and user.is_authenticated:
+            user = _user(request)
+            if user is not None and _authenticated(request, user):
                 material += ("user", user.pk, user.get_session_auth_hash())
             else:
                 material += ("anonymous",)
         return material
+
+    async def aresolve(self, args: tuple[Any, ...]) -> None:
+        """Resolve the user off the event loop before the sync rules look at it.
+
+        ``request.user`` is lazy: evaluating it loads the session and the user from the
+        database, which Django forbids inside the event loop. ``request.auser()`` (Django
+        5.0+) loads them asynchronously; on Django 4.2 the lazy user is evaluated in a
+        worker thread. Either way the session's ``accessed`` flag is restored: that access
+        is ours, not the view's.
+        """
+        request = args[0] if args else None
+        if request is None or getattr(request, "method", None) not in ("GET", "HEAD"):
+            return
+        if "HTTP_AUTHORIZATION" in request.META or not hasattr(request, "user"):
+            return
+        session = getattr(request, "session", None)
+        accessed = getattr(session, "accessed", None)
+        try:
+            auser = getattr(request, "auser", None)
+            if auser is not None:
+                user = await auser()
+            else:
+                from asgiref.sync import sync_to_async
+
+                user = await sync_to_async(_evaluated)(request)
+        finally:
+            if session is not None and accessed is not None:
+                session.accessed = accessed
+        request.__dict__[_RESOLVED] = user
 
     # -- what is never read ---------------------------------------------------------------
 
@@ -86,7 +115,7 @@ class ViewPolicy:
             return f"method {method}"
         if "HTTP_AUTHORIZATION" in request.META:  # type: ignore[union-attr]
             return "request carries Authorization"
-        if not self.per_user and _authenticated(request):
+        if not self.per_user and _authenticated(request, _user(request)):
             return "authenticated user (use per_user=True to cache per user)"
         return None
 
@@ -119,6 +148,11 @@ class ViewPolicy:
         if "*" in vary:
             return "Vary: *"
         session = getattr(request, "session", None)
+        if session is not None and getattr(session, "modified", False):
+            # SessionMiddleware saves the session and sets its cookie after us: a stored
+            # copy would reach other visitors without it, and their own writes would never
+            # happen.
+            return "the view wrote the session"
         if session is not None and getattr(session, "accessed", False):
             vary.add("cookie")  # SessionMiddleware will add Vary: Cookie after us
         if not vary <= self.learned:
@@ -138,21 +172,43 @@ class ViewPolicy:
     # -- serving a hit --------------------------------------------------------------------
 
     @staticmethod
-    def serve(value: Any, stored: Entry | None) -> HttpResponse:
+    def serve(value: Any, stored: Entry | None, args: tuple[Any, ...]) -> HttpResponse:
         status, reason, headers, content, charset = value
-        response = HttpResponse(content, status=status, reason=reason)
+        head = bool(args) and getattr(args[0], "method", None) == "HEAD"
+        # A HEAD request is answered from GET's entry, without its body (and with its
+        # Content-Length), also when nothing between the view and the client strips it.
+        response = HttpResponse(b"" if head else content, status=status, reason=reason)
         for name in list(response.headers):
             del response.headers[name]
         for name, value in headers:
             response.headers[name] = value
         response.charset = charset
+        if head and "Content-Length" not in response.headers:
+            response.headers["Content-Length"] = str(len(content))  # what GET would send
         if stored is not None:
             response.headers["Age"] = str(max(0, int(time.time() - stored.created)))
         return response
 
 
-def _authenticated(request: Any) -> bool:
-    user = getattr(request, "user", None)
+_RESOLVED = "_cachedcall_user"
+
+
+def _user(request: Any) -> Any:
+    """The request's user: the one resolved by :meth:`ViewPolicy.aresolve` on the async path,
+    else the (lazy) ``request.user``."""
+    resolved = request.__dict__.get(_RESOLVED)
+    return resolved if resolved is not None else getattr(request, "user", None)
+
+
+def _evaluated(request: Any) -> Any:
+    # In a worker thread (Django 4.2 has no request.auser()): force the lazy user, whose
+    # database reads are allowed here, and return it.
+    user = request.user
+    bool(user.is_authenticated)
+    return user
+
+
+def _authenticated(request: Any, user: Any) -> bool:
     if user is None:
         return False
     # Looking at the user loads the session; that is our access, not the view's, so it must

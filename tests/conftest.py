@@ -53,6 +53,19 @@ def memcached() -> Iterator[Callable[[int], list[servers.Server]]]:
         server.stop()
 
 
+@pytest.fixture
+def no_other_functions() -> Iterator[None]:
+    """The registry of decorated functions without the suite's own, for tests of what the
+    system checks and the management command derive from it (some test modules decorate
+    functions with ``cache="mc"``, an alias most tests do not configure)."""
+    from cachedcall.function import registry
+
+    saved = list(registry)
+    registry.clear()
+    yield
+    registry.update(saved)
+
+
 @pytest.fixture(scope="session")
 def memcached_server() -> Iterator[servers.Server]:
     server = servers.memcached().start()

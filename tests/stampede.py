@@ -4,6 +4,8 @@
 threads call :func:`popular` at the same wall-clock instant; prints how many computed.
 ``python -m tests.stampede <cache config json> die``: takes the lock of :func:`popular`'s
 entry by starting its computation, says so, and dies with ``os._exit`` while holding it.
+``crowd-mc``: as ``crowd``, with the config as the alias ``"mc"`` beside a LocMemCache
+default, calling :func:`popular_mc` (``cache="mc"``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ def popular(n: int) -> dict[str, int]:
     return {"n": n, "pid": os.getpid()}
 
 
+@cached(timeout=60, cache="mc", lock=True, lock_ttl=2, lock_wait=10, prefix="tests.stampede.popular_mc")
+def popular_mc(n: int) -> dict[str, int]:
+    return popular.__wrapped__(n)
+
+
 def main() -> None:
     config, mode = json.loads(sys.argv[1]), sys.argv[2]
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
@@ -42,6 +49,13 @@ def main() -> None:
 
     django.setup()
     settings.CACHES = {"default": config}
+    function = popular
+    if mode == "crowd-mc":
+        settings.CACHES = {
+            "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+            "mc": config,
+        }
+        function = popular_mc
     if mode == "die":
         os.environ["STAMPEDE_DIE"] = "1"
         popular(1)
@@ -53,7 +67,7 @@ def main() -> None:
     def crowd() -> None:
         barrier.wait()
         time.sleep(max(0.0, start_at - time.time()))
-        results.append(popular(1)["n"])
+        results.append(function(1)["n"])
 
     threads = [threading.Thread(target=crowd) for _ in range(count)]
     for thread in threads:

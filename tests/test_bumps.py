@@ -16,15 +16,17 @@ from django.test import override_settings
 
 from cachedcall import bumps
 from cachedcall import cached
+from cachedcall import oncommit
 from cachedcall import where
 from cachedcall.versions import write_keys
 from tests import counting
+from tests import names
 from tests import servers
 from tests.testapp.models import ClubClass
 
 calls: Counter[str] = Counter()
 
-TABLE = "cc:v:testapp.clubclass"
+TABLE = names.key("v:testapp.clubclass")
 
 
 @cached(timeout=600, depends_on=lambda club: [club, where(ClubClass, club=club)])
@@ -42,13 +44,13 @@ def all_classes():
 @pytest.fixture
 def gate_closed(monkeypatch):
     """Bumps of the default connection go through the public on_commit() alone."""
-    monkeypatch.setitem(bumps._gates, type(connections["default"]), False)
+    monkeypatch.setitem(oncommit._gates, type(connections["default"]), False)
 
 
 @pytest.fixture(params=["open", "closed"])
 def gate(request, monkeypatch):
     if request.param == "closed":
-        monkeypatch.setitem(bumps._gates, type(connections["default"]), False)
+        monkeypatch.setitem(oncommit._gates, type(connections["default"]), False)
     return request.param
 
 
@@ -72,16 +74,16 @@ def test_the_gate_is_open_on_the_installed_django(module):
     if "postgresql" in module:
         pytest.importorskip("psycopg")
     wrapper = importlib.import_module(module).DatabaseWrapper
-    assert bumps._probe(BaseDatabaseWrapper) is None
-    assert bumps._probe(wrapper) is None
+    assert oncommit.probe(BaseDatabaseWrapper) is None
+    assert oncommit.probe(wrapper) is None
 
 
 def test_the_gate_of_the_default_connection_is_memoized(monkeypatch, cachedcall_log):
-    monkeypatch.setattr(bumps, "_gates", {})
+    monkeypatch.setattr(oncommit, "_gates", {})
     default = connections["default"]
-    assert bumps._gate(default) is True
-    assert bumps._gate(default) is True
-    assert bumps._gates == {type(default): True}
+    assert oncommit.gate(default) is True
+    assert oncommit.gate(default) is True
+    assert oncommit._gates == {type(default): True}
     assert not [r for r in cachedcall_log.records if "on_commit() callbacks" in r.getMessage()]
 
 
@@ -134,11 +136,11 @@ def test_the_gate_closes_on_a_django_that_keeps_the_list_otherwise(
     monkeypatch, cachedcall_log, method, replacement, reason
 ):
     changed = type("DatabaseWrapper", (SQLiteWrapper,), {method: replacement})
-    monkeypatch.setattr(bumps, "_gates", {})
-    assert reason in bumps._probe(changed)
+    monkeypatch.setattr(oncommit, "_gates", {})
+    assert reason in oncommit.probe(changed)
     fake = object.__new__(changed)
-    assert bumps._gate(fake) is False
-    assert bumps._gate(fake) is False
+    assert oncommit.gate(fake) is False
+    assert oncommit.gate(fake) is False
     lines = [r for r in cachedcall_log.records if "on_commit() callbacks" in r.getMessage()]
     assert len(lines) == 1 and lines[0].levelno == logging.INFO  # once, not per call
     assert reason in lines[0].getMessage()
@@ -148,7 +150,7 @@ def test_the_gate_closes_on_a_django_that_keeps_the_list_otherwise(
 @pytest.mark.django_db(transaction=True)
 def test_with_the_gate_open_our_bump_runs_before_a_failing_callback(clubs):
     chess, _ = clubs
-    assert bumps._gate(connections["default"])
+    assert oncommit.gate(connections["default"])
     table = _version()
 
     def broken():
@@ -157,7 +159,7 @@ def test_with_the_gate_open_our_bump_runs_before_a_failing_callback(clubs):
     with pytest.raises(RuntimeError), transaction.atomic():
         transaction.on_commit(broken)  # not robust, and registered before our bump
         ClubClass.objects.create(club=chess, name="after-broken")
-        assert type(connections["default"].run_on_commit) is bumps._Hooks
+        assert type(connections["default"].run_on_commit) is oncommit.Hooks
     assert _version() == table + 1
     assert club_classes(chess) == ["chess", "after-broken", "openings"]
 
@@ -296,7 +298,7 @@ def test_after_a_rollback_is_pending_prunes_what_has_pending_still_saw(clubs):
     with pytest.raises(ValueError), transaction.atomic():
         written = ClubClass.objects.create(club=chess, name="x")
         raise ValueError
-    keys = write_keys(written, "cc")
+    keys = write_keys(written, names.prefix())
     assert bumps.has_pending()  # cheap and conservative: the records are still there
     assert not any([bumps.is_pending(key) for key in keys])  # each pruned
     assert not bumps.has_pending()
@@ -305,22 +307,22 @@ def test_after_a_rollback_is_pending_prunes_what_has_pending_still_saw(clubs):
 def test_is_dirty_and_dirty_keys_until_a_retry_succeeds():
     assert not bumps.is_dirty() and bumps.dirty_keys() == []
     with _dead_counters():
-        assert bumps.bump_now(["cc:v:b", "cc:v:a"]) is False
+        assert bumps.bump_now([names.key("v:b"), names.key("v:a")]) is False
     assert bumps.is_dirty()
-    assert bumps.dirty_keys() == ["cc:v:a", "cc:v:b"]
-    assert bumps.retry_dirty(["cc:v:a"]) is True  # the default alias answers again
+    assert bumps.dirty_keys() == [names.key("v:a"), names.key("v:b")]
+    assert bumps.retry_dirty([names.key("v:a")]) is True  # the default alias answers again
     assert not bumps.is_dirty() and bumps.dirty_keys() == []
 
 
 def test_forget_clears_failed_bumps_and_the_retry_clock():
     with _dead_counters():
-        bumps.bump_now(["cc:v:a"])
+        bumps.bump_now([names.key("v:a")])
         assert bumps.retry_dirty([]) is True  # retried (and failed again): the clock starts
     assert bumps.is_dirty()
     bumps.forget()
     assert not bumps.is_dirty() and bumps.dirty_keys() == []
     with _dead_counters():
-        bumps.bump_now(["cc:v:a"])
+        bumps.bump_now([names.key("v:a")])
     # Within a second of the last retry, a read that needs none of them would not retry;
     # after forget() the clock is reset, so this one retries and the counter settles.
     assert bumps.retry_dirty([]) is True

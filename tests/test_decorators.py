@@ -6,9 +6,11 @@ import asyncio
 import datetime
 import functools
 import inspect
+import logging
 import pickle
 from collections import Counter
 
+import django
 import pytest
 from django.core.cache import caches
 
@@ -379,3 +381,69 @@ def test_our_binding_is_the_one_wrapt_derives(target):
     from cachedcall.decorators import binding_of
 
     assert binding_of(target) == wrapt.FunctionWrapper(target, lambda *a: None)._self_binding
+
+
+square = cached(timeout=60)(lambda x: x * x)
+cube = cached(timeout=60)(lambda x: x * x * x)
+
+
+def _power(n):
+    @cached(timeout=60)
+    def power(x):
+        return x**n
+
+    return power
+
+
+def test_two_lambdas_and_two_closures_of_one_factory_never_share_entries():
+    assert square(3) == 9 and cube(3) == 27 and square(3) == 9 and cube(3) == 27
+    assert square.key(3) != cube.key(3)
+    two, three = _power(2), _power(3)
+    assert two(3) == 9 and three(3) == 27 and two(3) == 9
+    assert two.key(3) != three.key(3)
+    assert _power(2).key(3) == two.key(3)  # the same closure value: the same entries
+
+
+def test_functions_decorated_at_run_time_do_not_accumulate():
+    import gc
+
+    from cachedcall.function import registry
+
+    gc.collect()
+    before = len(registry)
+    for n in range(2000):
+        _power(n)(1)
+    gc.collect()
+    assert len(registry) - before < 10
+
+
+@pytest.mark.parametrize("timeout", [0.5, 1.5, 10**10])
+def test_a_timeout_means_the_same_on_every_backend(backend_name, timeout):
+    # Django truncates 0.5 to 0 ("do not store") on memcached and Redis, and 10**10 overflows
+    # memcached's expiry: cachedcall rounds up to whole seconds and caps at 30 days.
+    @cached(timeout=timeout)
+    def stamped(x):
+        calls["stamped"] += 1
+        return x
+
+    stamped(1)
+    stamped(1)
+    assert calls["stamped"] == 1
+
+
+def test_an_entry_written_under_another_django_version_is_a_quiet_miss(backend_name, cachedcall_log):
+    from cachedcall import entry
+
+    @cached(timeout=60)
+    def versioned(x):
+        calls["versioned"] += 1
+        return x
+
+    versioned(1)
+    key = versioned.key(1)
+    written = caches["default"].get(key)
+    assert written[0] == entry.FORMAT == (3, django.__version__)
+    caches["default"].set(key, ((3, "4.1.0"), *written[1:]), 60)  # as an older Django wrote it
+    assert versioned(1) == 1 and calls["versioned"] == 2  # a miss, recomputed and overwritten
+    assert versioned(1) == 1 and calls["versioned"] == 2  # then a hit
+    assert not [r for r in cachedcall_log.records if r.levelno >= logging.WARNING]

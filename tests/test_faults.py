@@ -13,6 +13,7 @@ from django.test import override_settings
 
 import cachedcall
 from cachedcall import cached
+from tests import names
 from tests import servers
 
 calls: Counter[str] = Counter()
@@ -216,7 +217,9 @@ def test_a_bump_during_an_outage_never_becomes_a_stale_read(own_memcached, cache
     time.sleep(0.2)  # SIGSTOP is delivered asynchronously
     try:
         ClubClass.objects.create(club=club, name="new")  # the bump times out
-        assert any("could not bump" in r.getMessage() for r in _warnings(cachedcall_log))
+        # Said once, by the outage's WARNING; the bump failures are counted with it.
+        assert any("failed (incr" in r.getMessage() for r in _warnings(cachedcall_log))
+        assert cachedcall.stats()["bump_failures"]["default"] >= 1
     finally:
         own_memcached.thaw()
     time.sleep(5.5)  # past dead_timeout: pymemcache tries the server again
@@ -242,11 +245,42 @@ def test_versions_in_their_own_alias(memcached_server, redis_server):
         caches["versions"].clear()
         assert classes("v") == ["v"] * 3 and classes("v") == ["v"] * 3
         assert calls["v"] == 1
-        assert caches["versions"].get("cc:G") is not None  # counters in Redis
-        assert caches["default"].get("cc:G") is None
+        assert caches["versions"].get(names.key("G")) is not None  # counters in Redis
+        assert caches["default"].get(names.key("G")) is None
         assert caches["default"].get(classes.key("v")) is not None  # values in memcached
         cachedcall.reset()
         classes("v")
         assert calls["v"] == 2
         caches["default"].close()
         caches["versions"].close()
+
+
+def test_a_failed_bump_is_retried_by_the_writer_itself_until_it_lands(memcached, cachedcall_log):
+    from cachedcall import bumps
+    from tests.testapp.models import Club
+
+    (server,) = memcached(1)
+    with override_settings(CACHES={"default": servers.memcached_config(server, dead_timeout=1)}):
+        server.stop()
+        cachedcall.bump(Club)  # a writer's bump while its counter store is unreachable
+        assert bumps.is_dirty()
+        server.start()  # back, and empty; the writer makes no cached call from here on
+        deadline = time.monotonic() + 15
+        while bumps.is_dirty() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not bumps.is_dirty()
+        time.sleep(1.1)  # this thread's client marked the server dead for dead_timeout
+        assert isinstance(caches["default"].get(names.key("v:testapp.club")), int)  # it landed
+        caches["default"].close()
+
+
+def test_bump_failures_in_an_outage_add_to_its_one_warning(own_memcached, cachedcall_log):
+    from cachedcall import bumps
+
+    own_memcached.stop()
+    for n in range(50):
+        bumps.bump_now([names.key(f"v:testapp.club:{n}")])
+    warnings = [r for r in cachedcall_log.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert cachedcall.stats()["bump_failures"] == {"default": 50}
+    bumps.forget()

@@ -36,7 +36,7 @@ def test_settings_shows_what_is_in_effect():
     assert "KEY_PREFIX      ops" in out and "TIMEOUT         30" in out and "ENABLED         True" in out
 
 
-@pytest.mark.usefixtures("backend_name")
+@pytest.mark.usefixtures("backend_name", "no_other_functions")
 def test_backends_reports_each_alias():
     out = run("backends")
     assert out.startswith("default         ok")

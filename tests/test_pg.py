@@ -16,6 +16,7 @@ from django.test import override_settings
 
 from cachedcall import cached
 from cachedcall import where
+from cachedcall.testing import record
 from tests import servers
 from tests.testapp.models import Club
 from tests.testapp.models import ClubClass
@@ -91,6 +92,40 @@ def test_a_writer_process_that_never_imported_the_reader_still_bumps(memcached_d
         timeout=60,
     )
     assert pg_classes(club.pk) == ["joseki"]
+
+
+@cached(timeout=600, cache="mc", depends_on=lambda club_pk: [where(ClubClass, club=club_pk)])
+def mc_classes(club_pk):
+    return sorted(ClubClass.objects.using("pg").filter(club_id=club_pk).values_list("name", flat=True))
+
+
+def test_entries_in_a_named_alias_go_stale_when_a_process_that_never_imported_them_writes(memcached_server):
+    # CACHES = {"default": LocMemCache, "mc": memcached} and @cached(cache="mc"): the counters
+    # live beside the entries in "mc", and a writer bumps every alias, so a save in another
+    # process reaches them (with counters in the process-local default, it never did).
+    caches_ = {"default": dict(servers.LOCMEM), "mc": servers.memcached_config(memcached_server)}
+    with override_settings(CACHES=caches_):
+        caches["mc"].clear()
+        club = Club.objects.using("pg").create(name="hnefatafl")
+        assert mc_classes(club.pk) == []
+        with record() as events:
+            assert mc_classes(club.pk) == []
+        assert events.hits(mc_classes) == 1
+        db_name = connections["pg"].settings_dict["NAME"]
+        env = {**os.environ, "PYTHONPATH": os.getcwd()}
+        argv = [
+            sys.executable,
+            "-m",
+            "tests.writer",
+            memcached_server.location,
+            db_name,
+            str(club.pk),
+            "tafl",
+            "mc",
+        ]
+        subprocess.run(argv, env=env, check=True, timeout=60)
+        assert mc_classes(club.pk) == ["tafl"]
+        caches["mc"].close()
 
 
 def test_two_transactions_interleaved_each_bump_after_their_own_commit(memcached_default):

@@ -18,6 +18,7 @@ from django.test import override_settings
 
 from cachedcall import bump
 from cachedcall import cached
+from tests import names
 from tests import servers
 from tests.testapp.models import ClubClass
 
@@ -148,7 +149,7 @@ def test_a_node_frozen_past_the_dead_timeout_across_a_write_never_serves_what_it
 
 def test_counters_on_a_killed_node_re_seed_as_a_miss_never_a_stale_hit(pool_only):
     _all_current()
-    table_key = "cc:v:testapp.clubclass"
+    table_key = names.key("v:testapp.clubclass")
     victim = next(node for node in pool_only if node.location == _node_of(table_key))
     victim.stop()
     runs.clear()
@@ -167,7 +168,7 @@ def test_why_counters_do_not_belong_in_the_pool_a_frozen_node_brings_old_counter
     # to another node meanwhile, and when the node comes back, so does the old counter,
     # matching the old entries stamped with it.
     _all_current()
-    victim = next(node for node in pool_only if node.location == _node_of("cc:v:testapp.clubclass"))
+    victim = next(node for node in pool_only if node.location == _node_of(names.key("v:testapp.clubclass")))
     victim.freeze()
     for n in range(N):
         item(n)

@@ -50,7 +50,10 @@ def project(pytester, memcached_server):
 def _run(pytester, *args, **env):
     for key, value in env.items():
         pytester._monkeypatch.setenv(key, value)
-    return pytester.runpytest_subprocess("-p", "no:django", "-p", "no:cacheprovider", *args)
+    # The generated modules rely on the order their tests are written in.
+    return pytester.runpytest_subprocess(
+        "-p", "no:django", "-p", "no:cacheprovider", "-p", "no:randomly", *args
+    )
 
 
 def test_a_session_starts_from_a_clean_slate(project):
@@ -165,7 +168,7 @@ def test_xdist_workers_are_isolated_from_each_other(project):
 
         def _check():
             worker = os.environ["PYTEST_XDIST_WORKER"]
-            assert conf.get().key_prefix == "cc." + worker
+            assert conf.get().key_prefix == "cc.test." + worker
             before = calls[10]
             square(10)
             time.sleep(0.3)  # meanwhile the other worker resets: in a shared namespace,

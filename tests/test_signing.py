@@ -16,6 +16,7 @@ from cachedcall import cached
 from cachedcall import signing
 from cachedcall import stats
 from cachedcall.checks import check_settings
+from tests import names
 from tests.planted import Planted
 from tests.planted import ran
 
@@ -67,8 +68,11 @@ def _raw_get(name, key):
     return cache.get(key)
 
 
-def _plant(name, key, data, pickle_flag=True):
-    """Store ``data`` under ``key`` the way someone with network access to the server could."""
+def _plant(name, key, data, pickle_flag=True, flags=None):
+    """Store ``data`` under ``key`` the way someone with network access to the server could.
+
+    :param flags: memcached's flags for the item (default: 1, pymemcache's pickle flag, or 0).
+    """
     cache = caches["default"]
     made = cache.make_key(key)
     if name == "memcached":
@@ -77,7 +81,8 @@ def _plant(name, key, data, pickle_flag=True):
         client = Client(cache._servers[0])
         try:
             # flags 1: pymemcache's FLAG_PICKLE, which its pickle serde unpickles on read.
-            assert client.set(made, data, noreply=False, flags=1 if pickle_flag else 0)
+            flags = (1 if pickle_flag else 0) if flags is None else flags
+            assert client.set(made, data, noreply=False, flags=flags)
         finally:
             client.close()
     elif name == "redis":
@@ -131,13 +136,25 @@ def test_a_planted_pickle_is_never_unpickled_and_is_a_logged_counted_miss(backen
 
 def test_a_planted_pickle_under_a_version_counter_is_never_unpickled(backend_name):
     assert profile(1) == {"n": 1}
-    generation = f"{'cc'}:G"
+    generation = names.key("G")
     _plant(backend_name, generation, pickle.dumps(Planted()))
     assert profile(1) == {"n": 1}
     assert profile(1) == {"n": 1}
     assert ran == []
     assert calls["profile"] == 2  # the foreign counter was dropped and re-seeded: one miss
     assert isinstance(caches["default"].get(generation), int)
+
+
+def test_a_non_integer_counter_next_to_a_planted_entry_never_opens_a_path_to_unpickling(backend_name, caplog):
+    # memcached: flags 2 (pymemcache's FLAG_INTEGER) on bytes that are no integer made the raw
+    # read raise, and the one-by-one fallback read every key through Django's get(), which
+    # unpickled the entry planted beside it.
+    assert profile(1) == {"n": 1}
+    _plant(backend_name, names.key("G"), b"not-an-integer", flags=2)
+    _plant(backend_name, profile.key(1), pickle.dumps(Planted()))
+    for _ in range(3):
+        assert profile(1) == {"n": 1}
+    assert ran == []
 
 
 def test_a_valid_entry_copied_under_another_key_does_not_verify(backend_name):

@@ -17,6 +17,7 @@ from cachedcall import cached
 from cachedcall.decorators import function_cache
 from cachedcall.testing import isolated
 from cachedcall.testing import record
+from tests import names
 from tests import servers
 from tests.testapp.models import Club
 from tests.testapp.models import ClubClass
@@ -79,7 +80,7 @@ def test_readable_assertion_messages():
     assert (
         "expected {'hit': 1, 'miss': 0} for tests.test_testing.double, got {'hit': 0, 'miss': 1}" in message
     )
-    assert "miss        tests.test_testing.double cc:double:" in message
+    assert f"miss        tests.test_testing.double {names.key('double:')}" in message
     with pytest.raises(ValueError, match="unknown outcome 'hits'"):
         events.count(double, "hits")
     with pytest.raises(TypeError, match="not a function decorated with @cached"):
@@ -152,25 +153,33 @@ def test_override_settings_on_classes_and_methods():
 
 
 @pytest.mark.django_db
-def test_capture_on_commit_callbacks_sees_and_runs_our_bumps(django_capture_on_commit_callbacks):
+def test_capture_on_commit_callbacks_sees_and_runs_the_bumps_of_the_tests_own_blocks(
+    django_capture_on_commit_callbacks,
+):
     from django.core.cache import caches
 
+    def table():
+        return caches["default"].get(names.key("v:testapp.clubclass"))
+
     club = Club.objects.create(name="captured")
+    before = table()
+    ClubClass.objects.create(club=club, name="direct")  # in the test's world: bumped at once
+    middle = table()
+    assert middle is not None and middle != before
 
     def foreign():
         pass
 
     transaction.on_commit(foreign)  # registered before the capture: not part of it
-    before = caches["default"].get("cc:v:testapp.clubclass")
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        ClubClass.objects.create(club=club, name="x")
+        with transaction.atomic():  # the test's own block: its bumps wait for its "commit"
+            ClubClass.objects.create(club=club, name="x")
     assert foreign not in callbacks
     assert len(callbacks) == 3  # table, row and scope of the new class
-    after = caches["default"].get("cc:v:testapp.clubclass")
-    assert after is not None and after != before
+    assert table() not in (None, middle)
 
 
-def test_manage_py_test_resets_once_at_the_start(memcached_server, tmp_path):
+def test_manage_py_test_resets_its_namespace_once_at_the_start(memcached_server, tmp_path):
     import os
     import subprocess
     import sys
@@ -179,13 +188,16 @@ def test_manage_py_test_resets_once_at_the_start(memcached_server, tmp_path):
 
     config = servers.memcached_config(memcached_server)
     with override_settings(CACHES={"default": config}):
-        generation = caches["default"].get("cc:G")
+        cache = caches["default"]
+        cache.set("cc:G", 11, None)  # the development server's generation (KEY_PREFIX "cc")
+        test_generation = cache.get("cc.test:G")
         env = {
             **os.environ,
             "CACHEDCALL_EXAMPLE_MEMCACHED": memcached_server.location,
             "CACHEDCALL_EXAMPLE_DB": str(tmp_path / "db.sqlite3"),
         }
-        env.pop("DJANGO_SETTINGS_MODULE", None)
+        for name in ("DJANGO_SETTINGS_MODULE", "CACHEDCALL_NAMESPACE"):
+            env.pop(name, None)
         result = subprocess.run(
             [sys.executable, "example/manage.py", "test", "clubs", "-v", "1"],
             env=env,
@@ -195,9 +207,11 @@ def test_manage_py_test_resets_once_at_the_start(memcached_server, tmp_path):
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "OK" in result.stderr
-        after = caches["default"].get("cc:G")
-        caches["default"].close()
-    assert after is not None and after != generation
+        after = cache.get("cc.test:G")
+        dev_after = cache.get("cc:G")
+        cache.close()
+    assert after is not None and after != test_generation  # the run reset its own namespace
+    assert dev_after == 11  # and nothing of the development server's
 
 
 def test_forget_process_state_resets_what_every_module_keeps():
@@ -231,7 +245,7 @@ def test_forget_process_state_resets_what_every_module_keeps():
     settings_before = conf.get()
     forget_process_state()
     assert switch.forced() is None
-    assert backend.stats() == {"errors": {}, "down": [], "bad_signatures": {}}
+    assert backend.stats() == {"errors": {}, "down": [], "bad_signatures": {}, "bump_failures": {}}
     assert not events.active
     assert signing._keys is None and not versions._shapes
     assert xfetch.clock is time.time

@@ -7,11 +7,15 @@ import threading
 from collections import Counter
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import User
 from django.core.cache import caches
 from django.core.management import call_command
 from django.db import connection
 from django.db import transaction
+from django.test import RequestFactory
 from django.test import override_settings
+from django.utils.functional import SimpleLazyObject
 
 import cachedcall
 from cachedcall import InvalidDependency
@@ -19,7 +23,10 @@ from cachedcall import bump
 from cachedcall import cached
 from cachedcall import where
 from cachedcall.bumps import bump_now
+from cachedcall.versions import dependency_keys
+from cachedcall.versions import write_keys
 from tests import counting
+from tests import names
 from tests.testapp.models import Club
 from tests.testapp.models import ClubClass
 from tests.testapp.models import Place
@@ -144,7 +151,7 @@ def test_multi_table_inheritance_bumps_the_parent_table():
 
 
 def _version(key_suffix):
-    return caches["default"].get(f"cc:v:{key_suffix}")
+    return caches["default"].get(names.key(f"v:{key_suffix}"))
 
 
 def test_bumps_wait_for_the_outermost_commit_and_happen_once_per_key(clubs, counted):
@@ -231,14 +238,14 @@ def _close_thread_connections():
 
 
 def test_counter_race_advances_exactly(backend_name):
-    bump_now(["cc:v:race"])
-    start = caches["default"].get("cc:v:race")
+    bump_now([names.key("v:race")])
+    start = caches["default"].get(names.key("v:race"))
     barrier = threading.Barrier(20)
 
     def worker():
         barrier.wait()
         for _ in range(50):
-            bump_now(["cc:v:race"])
+            bump_now([names.key("v:race")])
         _close_thread_connections()
 
     threads = [threading.Thread(target=worker) for _ in range(20)]
@@ -246,13 +253,13 @@ def test_counter_race_advances_exactly(backend_name):
         t.start()
     for t in threads:
         t.join()
-    assert caches["default"].get("cc:v:race") == start + 1000
+    assert caches["default"].get(names.key("v:race")) == start + 1000
 
 
 def test_an_evicted_counter_is_a_miss_and_never_revives_old_entries(clubs):
     all_classes()
     old = _version("testapp.clubclass")
-    caches["default"].delete("cc:v:testapp.clubclass")  # as an eviction would
+    caches["default"].delete(names.key("v:testapp.clubclass"))  # as an eviction would
     all_classes()
     assert calls["all"] == 2
     new = _version("testapp.clubclass")
@@ -399,3 +406,79 @@ def test_the_seed_club_page_shows_a_new_class_right_after_it_is_saved(clubs):
     assert club_page("chess") == "chess\nopenings"
     ClubClass.objects.create(club=chess, name="zugzwang", start_time=datetime.time(18))
     assert club_page("chess") == "chess\nopenings\nzugzwang"
+
+
+# --- lazy objects (request.user) are the object they wrap -----------------------------------
+
+
+def _lazy(obj):
+    return SimpleLazyObject(lambda: obj)
+
+
+def test_a_lazy_object_and_the_object_it_wraps_give_the_same_key(clubs):
+    chess, _ = clubs
+
+    @cached(timeout=60)
+    def name_of(club):
+        return club.name
+
+    assert name_of.key(_lazy(chess)) == name_of.key(chess)
+
+
+def test_request_user_in_depends_on_is_the_row_of_the_user(clubs):
+    alice = User.objects.create(username="alice")
+    bob = User.objects.create(username="bob")
+
+    @cached(timeout=60, key=lambda request: request.user.pk, depends_on=lambda request: [request.user])
+    def profile(request):
+        calls[request.user.username] += 1
+        return request.user.username
+
+    def request_of(user):
+        request = RequestFactory().get("/")
+        request.user = SimpleLazyObject(lambda: User.objects.get(pk=user.pk))  # as the middleware
+        return request
+
+    assert dependency_keys([_lazy(alice)], "p", "test") == dependency_keys([alice], "p", "test")
+    profile(request_of(alice)), profile(request_of(alice)), profile(request_of(bob))
+    assert calls == {"alice": 1, "bob": 1}
+    alice.save()
+    profile(request_of(alice)), profile(request_of(bob))
+    assert calls == {"alice": 2, "bob": 1}
+
+
+def test_a_lazy_anonymous_user_is_refused_exactly_like_the_anonymous_user():
+    @cached(timeout=60, key=lambda user: "one", depends_on=lambda user: [user])
+    def page(user):
+        return 1
+
+    errors = []
+    for user in (AnonymousUser(), _lazy(AnonymousUser())):
+        with pytest.raises(InvalidDependency) as info:
+            page(user)
+        errors.append(str(info.value))
+    assert errors[0] == errors[1]
+    assert "AnonymousUser is not a model class" in errors[0]
+    assert "request.user.is_authenticated" in errors[0]
+
+
+def test_bump_of_a_lazy_instance_bumps_its_row_table_and_scopes(clubs):
+    chess, go = clubs
+    openings = ClubClass.objects.get(name="openings")
+    assert write_keys(_lazy(openings), "p") == write_keys(openings, "p")
+    club_classes(chess), club_classes(go), all_classes()
+    bump(_lazy(openings))  # its scope club_id=chess, its row, the table
+    club_classes(chess), club_classes(go), all_classes()
+    assert calls == {"chess": 2, "go": 1, "all": 2}
+    bump(_lazy(chess))
+    club_classes(chess), club_classes(go)
+    assert calls == {"chess": 3, "go": 1, "all": 2}
+
+
+def test_a_lazy_instance_with_deferred_fields_is_read_without_a_query(clubs, django_assert_num_queries):
+    real = ClubClass.objects.only("name").get(name="openings")
+    lazy = _lazy(ClubClass.objects.only("name").get(name="openings"))
+    assert lazy.pk == real.pk  # evaluates it: the query that loads it is not ours
+    with django_assert_num_queries(0):
+        assert write_keys(lazy, "p") == write_keys(real, "p")
+    assert not any("club_id=" in key for key in write_keys(lazy, "p"))  # unknown: left to pre_save

@@ -1,3 +1,4 @@
+import django
 from django.urls import path
 
 from tests import views
@@ -24,4 +25,12 @@ urlpatterns = [
     path("as-view/", views.as_view_page),
     path("composed-vary/", views.composed_vary),
     path("composed-never/", views.composed_never),
+    path("async-whoami/", views.async_whoami),
+    path("async-whoami-per-user/", views.async_whoami_per_user),
+    path("start-session/", views.start_session),
+    path("writes-session/", views.writes_session),
+    path("async-as-view/", views.async_as_view_page),
 ]
+
+if django.VERSION >= (5, 0):  # method_decorator wraps async methods from Django 5.0 on
+    urlpatterns.append(path("async-method-decorated/", views.AsyncMethodDecorated.as_view()))

@@ -150,3 +150,50 @@ def composed_vary(request):
 @never_cache
 def composed_never(request):
     return _body("composed_never")
+
+
+# --- what a startproject site has: sessions in the database, users, async views -------------
+
+
+@cached_view(600)
+async def async_whoami(request):
+    user = await request.auser() if hasattr(request, "auser") else request.user
+    ran["async_whoami"] += 1
+    return HttpResponse(f"async_whoami {ran['async_whoami']} {user.username or 'anonymous'}")
+
+
+@cached_view(600, per_user=True)
+async def async_whoami_per_user(request):
+    user = await request.auser() if hasattr(request, "auser") else request.user
+    ran["async_whoami_per_user"] += 1
+    return HttpResponse(
+        f"async_whoami_per_user {ran['async_whoami_per_user']} {user.username or 'anonymous'}"
+    )
+
+
+def start_session(request):
+    """Not cached: gives the visitor a session (and its cookie)."""
+    request.session["flavour"] = request.GET.get("flavour", "mint")
+    return HttpResponse("session started")
+
+
+@cached_view(600)
+def writes_session(request):
+    request.session["visits"] = request.session.get("visits", 0) + 1
+    return _body("writes_session", str(request.session["visits"]))
+
+
+class AsyncClassBased(View):
+    async def get(self, request):
+        ran["async_class_based"] += 1
+        return HttpResponse(f"async_class_based {ran['async_class_based']}")
+
+
+async_as_view_page = cached_view(600)(AsyncClassBased.as_view())
+
+
+@method_decorator(cached_view(600), name="get")
+class AsyncMethodDecorated(View):
+    async def get(self, request):
+        ran["async_method_decorated"] += 1
+        return HttpResponse(f"async_method_decorated {ran['async_method_decorated']}")

@@ -1,7 +1,9 @@
 """A writer process that imports only Django and the models, never a cached function.
 
-Run as ``python -m tests.writer <memcached location> <pg test db> <club pk> <name>``; it
-saves one ClubClass and exits. The reader's entries must go stale all the same.
+Run as ``python -m tests.writer <memcached location> <pg test db> <club pk> <name> [alias]``;
+it saves one ClubClass and exits. The reader's entries must go stale all the same. With an
+``alias``, memcached is that alias of CACHES and the default is a LocMemCache, as in a
+project whose functions say ``cache="<alias>"``.
 """
 
 import os
@@ -11,17 +13,19 @@ import django
 
 
 def main() -> None:
-    location, db_name, club_pk, name = sys.argv[1:]
+    location, db_name, club_pk, name, *alias = sys.argv[1:]
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     from django.conf import settings
 
     django.setup()
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
-            "LOCATION": location,
+    memcached = {"BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache", "LOCATION": location}
+    if alias:
+        settings.CACHES = {
+            "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+            alias[0]: memcached,
         }
-    }
+    else:
+        settings.CACHES = {"default": memcached}
     settings.DATABASES["pg"]["NAME"] = db_name
     from tests.testapp.models import ClubClass
 

@@ -194,7 +194,13 @@ class _GuardedSerde:
         if flags == FLAG_BYTES:
             return value
         if flags in _INTEGER_FLAGS:
-            return int(value)
+            # A planted value with the integer flag that is no integer must not make the read
+            # raise: the caller's fallback would read the batch again through Django, which
+            # unpickles.
+            try:
+                return int(value)
+            except ValueError:
+                return REFUSED
         return REFUSED
 
 

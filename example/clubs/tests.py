@@ -6,6 +6,8 @@ once at the start, so nothing an earlier run or the dev server stored is ever re
 
 import datetime
 
+from asgiref.sync import sync_to_async
+from django.contrib.auth.models import User
 from django.test import TestCase
 
 from cachedcall.testing import isolated
@@ -14,6 +16,7 @@ from clubs.models import Club
 from clubs.models import ClubClass
 from clubs.queries import club_classes
 from clubs.views import club_page
+from clubs.views import my_page
 
 
 class ClubClassesQueryTests(TestCase):
@@ -70,3 +73,27 @@ class ClubPageCachingTests(TestCase):
         with record() as events:
             self.assertEqual(self.client.get("/clubs/nope/").status_code, 404)
         self.assertEqual(events.hits(club_page), 0)
+
+
+class AsyncPageTests(TestCase):
+    """The async page, behind the default middleware (database sessions, authentication)."""
+
+    @classmethod
+    def setUpTestData(cls):
+        cls.ada = User.objects.create_user("ada", password="not-a-secret")
+        Club.objects.create(name="chess")
+
+    async def test_a_logged_in_visitor_loads_it_then_gets_it_from_the_cache(self):
+        if hasattr(self.async_client, "aforce_login"):  # Django 5.0+
+            await self.async_client.aforce_login(self.ada)
+        else:
+            await sync_to_async(self.async_client.force_login)(self.ada)
+        with record() as events:
+            first = await self.async_client.get("/me/")
+            second = await self.async_client.get("/me/")
+        self.assertContains(first, "Hello ada")
+        self.assertContains(second, "chess")
+        events.assert_counts(my_page, miss=1, hit=1)
+
+    async def test_an_anonymous_visitor_gets_the_anonymous_page(self):
+        self.assertContains(await self.async_client.get("/me/"), "Hello visitor")

@@ -1,3 +1,5 @@
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
 from django.db import models
 
 from cachedcall import CachedCallManager
@@ -37,3 +39,24 @@ class Restaurant(Place):
 
 class Note(models.Model):
     text = models.CharField(max_length=50)
+
+
+class TaggedItemBase(models.Model):
+    """A generic foreign key inherited from an abstract base, as django-taggit's."""
+
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE, related_name="+")
+    object_id = models.IntegerField(db_index=True)
+    content_object = GenericForeignKey("content_type", "object_id")
+
+    class Meta:
+        abstract = True
+
+
+class TaggedItem(TaggedItemBase):
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="tagged_items")
+
+
+class PinnedItem(TaggedItem):
+    """A multi-table child: its generic foreign key lives in the parent's table."""
+
+    rank = models.IntegerField(default=0)

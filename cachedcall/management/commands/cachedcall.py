@@ -124,6 +124,6 @@ class Command(BaseCommand):
 
     def _aliases(self) -> list[str]:
         current = conf.get()
-        aliases = {current.cache, current.counters_cache}
+        aliases = {current.cache, *current.counter_aliases}
         aliases.update(fc.cache_option for fc in list(registry) if fc.cache_option)
         return sorted(aliases)
