@@ -31,9 +31,15 @@ import django
 from django.conf import settings
 django.setup()
 settings.CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "OPTIONS": {"MAX_ENTRIES": 100000}},
-    "memcached": {"BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache", "LOCATION": sys.argv[2],
-                  "OPTIONS": {"connect_timeout": 0.5, "timeout": 0.5, "retry_attempts": 0, "use_pooling": True}},
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "OPTIONS": {"MAX_ENTRIES": 100000},
+    },
+    "memcached": {
+        "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
+        "LOCATION": sys.argv[2],
+        "OPTIONS": {"connect_timeout": 0.5, "timeout": 0.5, "retry_attempts": 0, "use_pooling": True},
+    },
 }
 import cachedcall
 from cachedcall import cached, cached_view

@@ -9,8 +9,8 @@ async code looks the backend up in its own context and hands it to a worker thre
 the blocking call (Django's ``a*`` methods are that same hop, one key at a time), except
 for backends that never block (LocMemCache), which run on the event loop.
 
-Process state: :data:`errors`, :data:`bad_signatures` and :data:`bump_failures` (counts per
-alias), ``_down``
+Process state: :data:`errors`, :data:`bad_signatures`, :data:`bump_failures` and
+:data:`too_large` and :data:`corrupt` (counts per alias), ``_down``
 (aliases in an open outage window, since when), ``_readers``/``_writers`` (the fast path
 chosen per backend class), ``_stores`` (one Store per alias, dropped when ``CACHES``
 changes), and each Store's thread-local backend. :func:`forget` resets all of it.
@@ -63,6 +63,12 @@ _DECODE_ERRORS = (
 errors: Counter[str] = Counter()
 #: Bumps that failed (and wait for a retry), per alias.
 bump_failures: Counter[str] = Counter()
+#: Entries that did not decode (corrupt, foreign, a class renamed by a deploy), per alias.
+corrupt: Counter[str] = Counter()
+#: Values the backend refused for their size, per alias (not outages).
+too_large: Counter[str] = Counter()
+#: What :func:`write` returns for a value refused for its size.
+TOO_LARGE: Any = type("TooLarge", (), {"__repr__": lambda self: "TOO_LARGE", "__slots__": ()})()
 #: Entries that failed their signature check, per alias (``CACHEDCALL["SIGN"]``).
 bad_signatures: Counter[str] = Counter()
 _readers: dict[tuple[type, bool], Any] = {}
@@ -158,6 +164,8 @@ def stats() -> dict[str, Any]:
             "down": sorted(_down),
             "bad_signatures": dict(bad_signatures),
             "bump_failures": dict(bump_failures),
+            "too_large": dict(too_large),
+            "corrupt": dict(corrupt),
         }
 
 
@@ -246,8 +254,12 @@ async def aread(
     return await sync_to_async(read)(cache, alias, keys, raw)
 
 
-def write(cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any, raw: bool = False) -> bool:
-    """Store one entry; return whether it was stored.
+def write(cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any, raw: bool = False) -> Any:
+    """Store one entry; return True when stored, False when the backend failed, and
+    :data:`TOO_LARGE` when it refused the value for its size (memcached's item size).
+
+    A refused size is not an outage: the alias answers, so it is counted apart
+    (:data:`too_large`) and never opens an outage window.
 
     :param raw: ``envelope`` is signed bytes, to be stored as they are (not pickled).
     """
@@ -260,6 +272,10 @@ def write(cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any, r
         else:
             writer(cache, key, envelope, timeout)
     except Exception as exc:
+        if "too large" in str(exc).lower():  # memcached: SERVER_ERROR object too large for cache
+            with _lock:
+                too_large[alias] += 1
+            return TOO_LARGE
         failed(alias, "set", exc)
         return False
     return True
@@ -267,7 +283,7 @@ def write(cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any, r
 
 async def awrite(
     cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any, raw: bool = False
-) -> bool:
+) -> Any:
     """The async form of :func:`write` (Django's ``aset`` is this same thread hop)."""
     if fastpaths.in_memory(_reader(cache)):
         return write(cache, alias, key, envelope, timeout, raw)
@@ -384,7 +400,7 @@ class Store:
         # frame less on the async hit path.
         return aread(lookup(self.alias), self.alias, keys, raw)
 
-    def write(self, key: str, value: Any, timeout: Any, raw: bool = False) -> bool:
+    def write(self, key: str, value: Any, timeout: Any, raw: bool = False) -> Any:
         return write(cache_for(self.alias), self.alias, key, value, timeout, raw)
 
     def delete(self, keys: Iterable[str]) -> bool:
@@ -429,6 +445,8 @@ def forget() -> None:
         errors.clear()
         bad_signatures.clear()
         bump_failures.clear()
+        too_large.clear()
+        corrupt.clear()
         _down.clear()
     _readers.clear()
     _writers.clear()

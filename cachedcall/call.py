@@ -30,6 +30,7 @@ import time
 from collections.abc import Generator
 from typing import Any
 
+from cachedcall import backend
 from cachedcall import events
 from cachedcall import flights
 from cachedcall import locks
@@ -282,6 +283,9 @@ def compute(fc: FunctionCache, miss: Miss) -> Steps:
     stored = packed is not MISSING and (
         yield (STORE, fc.store, "write", key, wire(packed, key, fc.sign), fc.store_timeout, fc.sign)
     )
+    if stored is backend.TOO_LARGE:
+        fc.refused_size(len(packed.payload))
+        stored = False
     if miss.lock is not None:
         yield (STORE, fc.store, "delete", [miss.lock])
     if events.active:

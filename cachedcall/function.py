@@ -134,6 +134,8 @@ class FunctionCache:
         self.hits = self.misses = self.errors = self.stales = 0
         self._settings: conf.Settings | None = None
         self._logged_pickle_error = False
+        self._logged_too_large = False
+        self._logged_unreadable = False
         registry.add(self)
 
     def __repr__(self) -> str:
@@ -281,9 +283,14 @@ class FunctionCache:
             self.errors += 1
             return FAILED, MISSING, None, None
         versions = tuple(map(found.get, counter_keys))
+        raw = found.get(key)
+        if raw is None and key in found:
+            # pymemcache's serde swallows an unpickling error and hands back None; we never
+            # store None as an entry, so it is one that did not decode.
+            return self.unreadable(key, "the client could not decode it"), MISSING, versions, None
         try:
             state, value, stored = entry.classify(
-                found.get(key), key, versions, self.sign, self.stale, self.early, self.soft, self.want_entry
+                raw, key, versions, self.sign, self.stale, self.early, self.soft, self.want_entry
             )
         except signing.BadSignature as exc:
             logger.error(
@@ -297,10 +304,7 @@ class FunctionCache:
             self.errors += 1
             return CORRUPT, MISSING, versions, None
         except ValueError as exc:
-            logger.warning("cachedcall: %s: deleting unreadable entry %r (%s)", self.name, key, exc)
-            backend.errors[self.alias] += 1
-            self.errors += 1
-            return CORRUPT, MISSING, versions, None
+            return self.unreadable(key, str(exc)), MISSING, versions, None
         if state is HIT:
             self.hits += 1
             if self.policy is not None:
@@ -308,6 +312,22 @@ class FunctionCache:
         elif state is MISS:
             self.misses += 1
         return state, value, versions, stored
+
+    def unreadable(self, key: str, why: str) -> ReadState:
+        """A corrupt or undecodable entry: counted, logged once per function, deleted."""
+        backend.errors[self.alias] += 1
+        backend.corrupt[self.alias] += 1
+        self.errors += 1
+        if not self._logged_unreadable:
+            self._logged_unreadable = True
+            logger.warning(
+                "cachedcall: %s: deleting unreadable entry %r (%s). Further ones are counted "
+                "(stats()['corrupt']), not logged.",
+                self.name,
+                key,
+                why,
+            )
+        return CORRUPT
 
     def current_value(
         self, found: dict[str, Any], key: str, counter_keys: list[str], args: tuple[Any, ...]
@@ -383,6 +403,19 @@ class FunctionCache:
                 )
             return key, MISSING
 
+    def refused_size(self, size: int) -> None:
+        """The backend refused a value of this function for its size: say so once."""
+        if not self._logged_too_large:
+            self._logged_too_large = True
+            logger.warning(
+                "cachedcall: %s returned a value of %d bytes that the cache alias %r refused "
+                "for its size; it is returned uncached. Further refusals are counted "
+                "(stats()['too_large']), not logged.",
+                self.name,
+                size,
+                self.alias,
+            )
+
     def finish(
         self,
         flight: tuple[Any, flights.Flight] | None,
@@ -421,6 +454,8 @@ def forget() -> None:
         fc.hits = fc.misses = fc.errors = fc.stales = 0
         fc._settings = None
         fc._logged_pickle_error = False
+        fc._logged_too_large = False
+        fc._logged_unreadable = False
 
 
 #: memcached reads an expiry above 30 days as a Unix time; Django adds the clock to such a

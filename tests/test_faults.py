@@ -106,17 +106,18 @@ def test_frozen_memcached_costs_about_the_client_timeout(own_memcached):
     assert rest < 1.5, rest
 
 
-def test_value_over_memcached_item_size_is_returned_uncached(own_memcached, cachedcall_log):
+def test_value_over_memcached_item_size_is_not_stored_and_is_no_outage(own_memcached, cachedcall_log):
     big = b"x" * (2 * 1024 * 1024)
-    assert anything(big) == big
-    assert anything(big) == big
-    assert calls["anything"] == 2
-    assert (
-        cachedcall.stats()["errors"].get("default", 0) >= 1
-        or caches["default"].get(anything.key(big)) is None
-    )
+    for _ in range(3):
+        assert anything(big) == big
+    assert calls["anything"] == 3
+    stats = cachedcall.stats()
+    assert stats["too_large"] == {"default": 3}
+    assert stats["errors"] == {} and stats["down"] == []  # the alias answered: no outage
+    warnings = [r for r in cachedcall_log.records if r.levelno >= logging.INFO]
+    assert len(warnings) == 1 and "refused for its size" in warnings[0].getMessage()
     assert anything(1) == 1 and anything(1) == 1
-    assert calls["anything"] == 3  # small values still cache
+    assert calls["anything"] == 4  # small values still cache
 
 
 @pytest.mark.usefixtures("backend_name")
@@ -169,6 +170,9 @@ def test_garbage_bytes_in_memcached_are_a_miss(own_memcached, cachedcall_log):
     assert calls["anything"] == 2
     assert anything(5) == 5
     assert calls["anything"] == 2  # stored again after the delete
+    # pymemcache swallowed the unpickling error: still logged (once) and counted.
+    assert cachedcall.stats()["corrupt"] == {"default": 1}
+    assert sum("unreadable" in r.getMessage() for r in _warnings(cachedcall_log)) == 1
 
 
 def test_garbage_bytes_in_redis_are_a_miss(own_redis):

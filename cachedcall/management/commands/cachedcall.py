@@ -87,6 +87,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"backend errors: {snapshot['errors'] or 'none'}; down now: {snapshot['down'] or 'none'}"
         )
+        for name in ("bad_signatures", "corrupt", "too_large", "bump_failures"):
+            self.stdout.write(f"{name.replace('_', ' ')}: {snapshot[name] or 'none'}")
         if bumps.is_dirty():
             self.stdout.write(f"bumps waiting for a retry: {', '.join(bumps.dirty_keys())}")
 
