@@ -85,12 +85,14 @@ def test_fifty_threads_missing_one_key_compute_once_where_get_or_set_computes_fi
     results, errors = _fifty(
         lambda: caches["default"].get_or_set("django-key", lambda: _slow("django", 1), 60)
     )
-    assert not errors and runs["django"] >= 40  # all but the very last stragglers miss together
+    # Many compute (40-50 on a quiet machine; a loaded one lets the first finish before the
+    # last start, so the bound is loose): the contrast with exactly one is the point.
+    assert not errors and runs["django"] >= 10
 
 
 def test_without_single_flight_every_thread_computes():
     _fifty(lambda: unguarded(2))
-    assert runs["unguarded"] >= 40
+    assert runs["unguarded"] >= 10  # as get_or_set above
 
 
 def test_followers_get_the_leaders_exception():
