@@ -52,7 +52,8 @@ VALUE = [{"id": i, "name": f"class {i}", "weekday": i % 7} for i in range(20)]
 club = Club(pk=7, name="chess")
 out = {}
 for alias, loops in (("default", 20000), ("memcached", 2000)):
-    settings.CACHEDCALL = {"CACHE": alias}
+    # The trees share the memcached, and entry formats may differ: a namespace per tree.
+    settings.CACHEDCALL = {"CACHE": alias, "KEY_PREFIX": sys.argv[3]}
     from cachedcall import conf
     conf.forget() if hasattr(conf, "forget") else conf._reset(setting="CACHEDCALL")
     cache = caches[alias]
@@ -122,7 +123,7 @@ def main() -> None:
                 tree = str(Path(getattr(args, label)).resolve())
                 env = {**os.environ, "PYTHONPATH": tree}
                 result = subprocess.run(
-                    [sys.executable, "-c", CHILD, tree, memcached.location],
+                    [sys.executable, "-c", CHILD, tree, memcached.location, f"ab{label}"],
                     env=env,
                     capture_output=True,
                     text=True,

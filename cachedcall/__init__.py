@@ -5,7 +5,6 @@ Importing this package never touches ``django.conf.settings``.
 
 from __future__ import annotations
 
-from cachedcall.backend import stats
 from cachedcall.bumps import bump
 from cachedcall.bumps import reset
 from cachedcall.decorators import cached
@@ -13,6 +12,7 @@ from cachedcall.exceptions import CachedCallError
 from cachedcall.exceptions import InvalidDependency
 from cachedcall.exceptions import InvalidOption
 from cachedcall.exceptions import UnkeyableArgument
+from cachedcall.health import stats
 from cachedcall.managers import CachedCallManager
 from cachedcall.managers import CachedCallQuerySet
 from cachedcall.protocols import Cached

@@ -1,7 +1,8 @@
 """The only module that talks to ``django.core.cache``: one :class:`Store` per alias.
 
-Every operation here fails open: a backend error is counted, logged once per outage window
-of an alias, and reported to the caller as "nothing found" / "not done", never raised.
+Every operation here fails open: a backend error is counted and logged once per outage
+window of an alias (:mod:`cachedcall.health`), and reported to the caller as "nothing
+found" / "not done", never raised.
 
 A :class:`Store` is one alias's operations. Sync code uses the backend of its own thread
 (looked up once per thread, not through asgiref's slower ``caches[alias]`` every call);
@@ -9,11 +10,10 @@ async code looks the backend up in its own context and hands it to a worker thre
 the blocking call (Django's ``a*`` methods are that same hop, one key at a time), except
 for backends that never block (LocMemCache), which run on the event loop.
 
-Process state: :data:`errors`, :data:`bad_signatures`, :data:`bump_failures` and
-:data:`too_large` and :data:`corrupt` (counts per alias), ``_down``
-(aliases in an open outage window, since when), ``_readers``/``_writers`` (the fast path
-chosen per backend class), ``_stores`` (one Store per alias, dropped when ``CACHES``
-changes), and each Store's thread-local backend. :func:`forget` resets all of it.
+Process state: ``_readers``/``_writers`` (the fast path chosen per backend class),
+``_stores`` (one Store per alias, dropped when ``CACHES`` changes), each thread's backends
+(``_local``, per ``_generation`` of ``CACHES``); :func:`forget` resets them and the health
+counts.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ import logging
 import pickle
 import secrets
 import threading
-import time
-from collections import Counter
 from collections.abc import Awaitable
 from collections.abc import Iterable
 from collections.abc import Sequence
@@ -35,6 +33,7 @@ from django.core.cache.backends.base import BaseCache
 from django.core.signals import setting_changed
 
 from cachedcall import fastpaths
+from cachedcall import health
 from cachedcall.entry import MISSING
 
 __all__: list[str] = []
@@ -60,21 +59,10 @@ _DECODE_ERRORS = (
     UnicodeDecodeError,
 )
 
-errors: Counter[str] = Counter()
-#: Bumps that failed (and wait for a retry), per alias.
-bump_failures: Counter[str] = Counter()
-#: Entries that did not decode (corrupt, foreign, a class renamed by a deploy), per alias.
-corrupt: Counter[str] = Counter()
-#: Values the backend refused for their size, per alias (not outages).
-too_large: Counter[str] = Counter()
 #: What :func:`write` returns for a value refused for its size.
 TOO_LARGE: Any = type("TooLarge", (), {"__repr__": lambda self: "TOO_LARGE", "__slots__": ()})()
-#: Entries that failed their signature check, per alias (``CACHEDCALL["SIGN"]``).
-bad_signatures: Counter[str] = Counter()
 _readers: dict[tuple[type, bool], Any] = {}
 _writers: dict[tuple[type, bool], Any] = {}
-_down: dict[str, float] = {}
-_lock = threading.Lock()
 _local = threading.local()
 _generation = 0
 
@@ -122,58 +110,6 @@ def _caches_changed(*, setting: str, **kwargs: object) -> None:
 setting_changed.connect(_caches_changed, dispatch_uid="cachedcall.backend.caches_changed")
 
 
-# --- failure accounting -------------------------------------------------------------------------
-
-
-def failed(alias: str, operation: str, exc: BaseException) -> None:
-    """Count a backend failure; log it only when it opens an outage window."""
-    with _lock:
-        errors[alias] += 1
-        opened = alias not in _down
-        if opened:
-            _down[alias] = time.monotonic()
-    if opened:
-        logger.warning(
-            "cachedcall: cache alias %r failed (%s: %s: %s); calls run uncached until it "
-            "answers again. Further failures are counted, not logged.",
-            alias,
-            operation,
-            type(exc).__name__,
-            exc,
-        )
-
-
-def succeeded(alias: str) -> None:
-    """Close the outage window of ``alias``, if one is open."""
-    if alias in _down:
-        with _lock:
-            since = _down.pop(alias, None)
-        if since is not None:
-            logger.info(
-                "cachedcall: cache alias %r answers again after %.1f s.",
-                alias,
-                time.monotonic() - since,
-            )
-
-
-def stats() -> dict[str, Any]:
-    """Return a snapshot of the failure counters of this process."""
-    with _lock:
-        return {
-            "errors": dict(errors),
-            "down": sorted(_down),
-            "bad_signatures": dict(bad_signatures),
-            "bump_failures": dict(bump_failures),
-            "too_large": dict(too_large),
-            "corrupt": dict(corrupt),
-        }
-
-
-def is_down(alias: str) -> bool:
-    """Whether ``alias`` is in an outage window (its failure was logged)."""
-    return alias in _down
-
-
 def close_thread_caches() -> None:
     """Close the backends this thread opened (a thread of ours that no request ends)."""
     held: tuple[int, dict[str, BaseCache]] | None = getattr(_local, "held", None)
@@ -206,14 +142,14 @@ def read(cache: BaseCache, alias: str, keys: Sequence[str], raw: bool = False) -
         if raw:
             # Never fall back to Django's get() for a signed cache: it unpickles. What the
             # raw reader could not decode is not read at all (a miss, and re-seeded).
-            failed(alias, "get_many (raw)", exc)
+            health.failed(alias, "get_many (raw)", exc)
             return None
         return _read_one_by_one(cache, alias, keys, exc)
     except Exception as exc:
-        failed(alias, "get_many", exc)
+        health.failed(alias, "get_many", exc)
         return None
-    if _down:
-        succeeded(alias)
+    if health.anything_down():
+        health.succeeded(alias)
     return found
 
 
@@ -228,11 +164,11 @@ def _read_one_by_one(
             value = cache.get(key, MISSING)
         except _DECODE_ERRORS as exc:
             logger.warning("cachedcall: deleting unreadable entry %r (%r)", key, exc)
-            errors[alias] += 1
+            health.count(health.errors, alias)
             delete(cache, alias, [key])
             continue
         except Exception as exc:
-            failed(alias, "get", exc)
+            health.failed(alias, "get", exc)
             return None
         if value is not MISSING:
             found[key] = value
@@ -273,10 +209,9 @@ def write(cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any, r
             writer(cache, key, envelope, timeout)
     except Exception as exc:
         if "too large" in str(exc).lower():  # memcached: SERVER_ERROR object too large for cache
-            with _lock:
-                too_large[alias] += 1
+            health.count(health.too_large, alias)
             return TOO_LARGE
-        failed(alias, "set", exc)
+        health.failed(alias, "set", exc)
         return False
     return True
 
@@ -297,7 +232,7 @@ def delete(cache: BaseCache, alias: str, keys: Iterable[str]) -> bool:
     try:
         cache.delete_many(list(keys))
     except Exception as exc:
-        failed(alias, "delete_many", exc)
+        health.failed(alias, "delete_many", exc)
         return False
     return True
 
@@ -307,7 +242,7 @@ def add(cache: BaseCache, alias: str, key: str, value: Any, timeout: Any) -> boo
     try:
         return bool(cache.add(key, value, timeout))
     except Exception as exc:
-        failed(alias, "add", exc)
+        health.failed(alias, "add", exc)
         return None
 
 
@@ -335,7 +270,7 @@ def seed(cache: BaseCache, alias: str, keys: Sequence[str], raw: bool = False) -
                 raise ConnectionError("counter neither added nor readable")
             values.update(got)
     except Exception as exc:
-        failed(alias, "add", exc)
+        health.failed(alias, "add", exc)
         return None
     return values
 
@@ -361,9 +296,9 @@ def incr(cache: BaseCache, alias: str, key: str) -> bool:
             if cache.add(key, secrets.randbits(_SEED_BITS) + 1, None):
                 return True
     except Exception as exc:
-        failed(alias, "incr", exc)
+        health.failed(alias, "incr", exc)
         return False
-    failed(alias, "incr", RuntimeError(f"counter {key!r} kept disappearing"))
+    health.failed(alias, "incr", RuntimeError(f"counter {key!r} kept disappearing"))
     return False
 
 
@@ -441,13 +376,7 @@ def store(alias: str) -> Store:
 def forget() -> None:
     """Reset this module's process state: counts, outage windows, chosen fast paths."""
     global _generation
-    with _lock:
-        errors.clear()
-        bad_signatures.clear()
-        bump_failures.clear()
-        too_large.clear()
-        corrupt.clear()
-        _down.clear()
+    health.forget()
     _readers.clear()
     _writers.clear()
     _stores.clear()

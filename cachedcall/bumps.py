@@ -34,6 +34,7 @@ from django.db import models
 
 from cachedcall import backend
 from cachedcall import conf
+from cachedcall import health
 from cachedcall import oncommit
 from cachedcall import testworld
 from cachedcall.versions import dependency_keys
@@ -285,8 +286,8 @@ def bump_now(keys: Iterable[str]) -> bool:
             if new:
                 # During an outage the alias's one WARNING has said it; this failure is
                 # counted with it (stats()["bump_failures"]) rather than logged again.
-                backend.bump_failures[stores[0].alias] += 1
-                if not any(backend.is_down(store.alias) for store in stores):
+                health.bump_failures[stores[0].alias] += 1
+                if not any(health.is_down(store.alias) for store in stores):
                     logger.warning(
                         "cachedcall: could not bump %r; calls depending on it bypass the "
                         "cache in this process until a retry succeeds.",

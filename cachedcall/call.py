@@ -35,6 +35,7 @@ from cachedcall import events
 from cachedcall import flights
 from cachedcall import locks
 from cachedcall import switch
+from cachedcall import values
 from cachedcall.entry import CORRUPT
 from cachedcall.entry import EARLY
 from cachedcall.entry import FAILED
@@ -98,7 +99,7 @@ def call(
         return wrapped(*args, **kwargs)
     key, counter_keys = plan
     started = time.perf_counter()
-    state, value, versions, stored = fc.classify(fc.read(key, counter_keys), key, counter_keys, args)
+    state, value, versions, stored = values.classify(fc, fc.read(key, counter_keys), key, counter_keys, args)
     if state is HIT:
         if events.active:
             events.emit(fc, key, events.HIT, time.perf_counter() - started)
@@ -122,7 +123,9 @@ async def acall(
         return await wrapped(*args, **kwargs)
     key, counter_keys = plan
     started = time.perf_counter()
-    state, value, versions, stored = fc.classify(await fc.aread(key, counter_keys), key, counter_keys, args)
+    state, value, versions, stored = values.classify(
+        fc, await fc.aread(key, counter_keys), key, counter_keys, args
+    )
     if state is HIT:
         if events.active:
             events.emit(fc, key, events.HIT, time.perf_counter() - started)
@@ -184,7 +187,7 @@ def after_miss(fc: FunctionCache, miss: Miss, stored: Entry | None, slot: tuple[
         if not leads and (yield (WAIT, flight)):
             shared = flight.value(miss.key)
             if shared is not MISSING:
-                return fc.shared(shared, flight, miss.key, miss.started, miss.full)
+                return values.shared(fc, shared, flight, miss.key, miss.started, miss.full)
         if leads:
             miss.flight = (slot[0], flight)
     if fc.lock and miss.state is not FAILED:
@@ -209,14 +212,14 @@ def revalidate(fc: FunctionCache, miss: Miss, stored: Entry, slot: tuple[Any, An
         if flight is not None:
             miss.flight = (slot[0], flight)
     if not claimed:
-        old = fc.old(stored, miss.key, miss.started, miss.full)
+        old = values.old(fc, stored, miss.key, miss.started, miss.full)
         if old is not MISSING:
             return old
         miss.lock = None
     elif miss.lock is not None:
         got = yield (STORE, fc.store, "add", miss.lock, locks.token(), fc.lock_ttl)
         if got is False:  # another process is at it
-            old = fc.old(stored, miss.key, miss.started, miss.full)
+            old = values.old(fc, stored, miss.key, miss.started, miss.full)
             if old is not MISSING:
                 fc.finish(miss.flight)
                 return old
@@ -243,7 +246,7 @@ def acquire(fc: FunctionCache, miss: Miss) -> Steps:
         found = yield (READ, fc, miss.key, miss.counter_keys)
         if found is None:
             return MISSING, None
-        value, stored, miss.versions = fc.current_value(found, miss.key, miss.counter_keys, miss.full)
+        value, stored, miss.versions = values.current_value(fc, found, miss.key, miss.counter_keys, miss.full)
         if value is not MISSING:
             return value, stored
         got = yield add
@@ -253,8 +256,8 @@ def acquire(fc: FunctionCache, miss: Miss) -> Steps:
                 # The holder may have stored and released between our read and our add.
                 found = yield (READ, fc, miss.key, miss.counter_keys)
                 if found is not None:
-                    value, stored, miss.versions = fc.current_value(
-                        found, miss.key, miss.counter_keys, miss.full
+                    value, stored, miss.versions = values.current_value(
+                        fc, found, miss.key, miss.counter_keys, miss.full
                     )
                     if value is not MISSING:
                         yield (STORE, fc.store, "delete", [lock])
@@ -272,7 +275,7 @@ def compute(fc: FunctionCache, miss: Miss) -> Steps:
         began = time.perf_counter()
         result = yield _COMPUTE
         duration = time.perf_counter() - began
-        key, packed = fc.pack(miss.versions, duration, result, miss.full, miss.kwargs, miss.key)
+        key, packed = values.pack(fc, miss.versions, duration, result, miss.full, miss.kwargs, miss.key)
     except BaseException as exc:
         # Also a cancelled leader: its followers are released (and compute themselves).
         fc.finish(miss.flight, error=None if isinstance(exc, asyncio.CancelledError) else exc)
@@ -284,7 +287,7 @@ def compute(fc: FunctionCache, miss: Miss) -> Steps:
         yield (STORE, fc.store, "write", key, wire(packed, key, fc.sign), fc.store_timeout, fc.sign)
     )
     if stored is backend.TOO_LARGE:
-        fc.refused_size(len(packed.payload))
+        values.refused_size(fc, len(packed.payload))
         stored = False
     if miss.lock is not None:
         yield (STORE, fc.store, "delete", [miss.lock])

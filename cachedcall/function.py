@@ -12,10 +12,8 @@ memo (bounded), its hit/miss/error/stale counts and whether it logged an unpickl
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
-import math
 import time
 import weakref
 from collections.abc import Awaitable
@@ -24,7 +22,6 @@ from typing import Any
 from typing import Protocol
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
-from django.core.exceptions import ImproperlyConfigured
 
 from cachedcall import backend
 from cachedcall import bumps
@@ -32,15 +29,10 @@ from cachedcall import conf
 from cachedcall import entry
 from cachedcall import events
 from cachedcall import flights
+from cachedcall import inspection
 from cachedcall import options
-from cachedcall import signing
-from cachedcall.entry import CORRUPT
-from cachedcall.entry import FAILED
-from cachedcall.entry import HIT
-from cachedcall.entry import MISS
 from cachedcall.entry import MISSING
 from cachedcall.entry import Entry
-from cachedcall.entry import ReadState
 from cachedcall.exceptions import InvalidOption
 from cachedcall.keys import Binder
 from cachedcall.keys import digest
@@ -108,7 +100,7 @@ class FunctionCache:
         self.want_entry = policy is not None and policy.want_entry
         # A view's instance (a method decorated directly) lives for one request: not keyed.
         self.binds_instance = policy is None and binding in ("function", "classmethod", "instancemethod")
-        self.is_async = is_async(func)
+        self.is_async = inspection.is_async(func)
         self.timeout_given = resolved["timeout"] is not MISSING
         self.timeout = resolved["timeout"] if self.timeout_given else None
         self.cache_option: str | None = resolved["cache"]
@@ -116,14 +108,18 @@ class FunctionCache:
         self.key_fn: Callable[..., Any] | None = key if callable(key) else None
         self.binder = Binder(func, None if callable(key) else key, self.name)
         self.names = self.binder.parameter_names()
-        prefix = _default_prefix(func, self.name) if resolved["prefix"] is MISSING else resolved["prefix"]
+        prefix = (
+            inspection.default_prefix(func, self.name)
+            if resolved["prefix"] is MISSING
+            else resolved["prefix"]
+        )
         self.fn_id = digest(f"{prefix}\x00{resolved['version']}")[:12]
         self.readable = safe_name(func.__name__)
         self.unless: Callable[[Any], object] | None = resolved.get("unless")
         depends = resolved["depends_on"]
         self.depends_fn: Callable[..., Any] | None = depends if callable(depends) else None
         self.depends_static: list[Any] = [] if depends is None or callable(depends) else depends
-        _check_static(self.depends_static, self.owner)
+        inspection.check_static(self.depends_static, self.owner)
         self.flights = flights.Flights() if resolved["single_flight"] else None
         self.lock_option: bool | None = resolved["lock"]
         self.lock_ttl: int = resolved["lock_ttl"]
@@ -147,7 +143,7 @@ class FunctionCache:
         settings = conf.get()
         if settings is self._settings:
             return settings
-        _check_installed(self.owner)
+        inspection.check_installed(self.owner)
         self.alias = self.cache_option or settings.cache
         self.counters_alias = settings.counters_for(self.alias)
         self.store = backend.store(self.alias)
@@ -159,9 +155,9 @@ class FunctionCache:
         self.generation_keys = [f"{prefix}:G", f"{prefix}:g:{self.fn_id}"]
         assert len(self.generation_keys) == entry.GENERATIONS
         if self.timeout_given:
-            self.store_timeout = _backend_seconds(self.timeout, self.alias)
+            self.store_timeout = inspection.backend_seconds(self.timeout, self.alias)
         elif settings.timeout_set:
-            self.store_timeout = _backend_seconds(settings.timeout, self.alias)
+            self.store_timeout = inspection.backend_seconds(settings.timeout, self.alias)
         else:
             self.store_timeout = DEFAULT_TIMEOUT
         self.sign = settings.sign
@@ -275,147 +271,6 @@ class FunctionCache:
 
         return sync_to_async(self.read)(key, counter_keys)
 
-    def classify(
-        self, found: dict[str, Any] | None, key: str, counter_keys: list[str], args: tuple[Any, ...]
-    ) -> tuple[ReadState, Any, tuple[Any, ...] | None, Entry | None]:
-        """``(state, value, versions, entry)`` of a read (see :func:`entry.classify`); counts it."""
-        if found is None:
-            self.errors += 1
-            return FAILED, MISSING, None, None
-        versions = tuple(map(found.get, counter_keys))
-        raw = found.get(key)
-        if raw is None and key in found:
-            # pymemcache's serde swallows an unpickling error and hands back None; we never
-            # store None as an entry, so it is one that did not decode.
-            return self.unreadable(key, "the client could not decode it"), MISSING, versions, None
-        try:
-            state, value, stored = entry.classify(
-                raw, key, versions, self.sign, self.stale, self.early, self.soft, self.want_entry
-            )
-        except signing.BadSignature as exc:
-            logger.error(
-                "cachedcall: %s: entry %r failed its signature check and was not unpickled "
-                "(%s); deleting it. Is something else writing to this cache?",
-                self.name,
-                key,
-                exc,
-            )
-            backend.bad_signatures[self.alias] += 1
-            self.errors += 1
-            return CORRUPT, MISSING, versions, None
-        except ValueError as exc:
-            return self.unreadable(key, str(exc)), MISSING, versions, None
-        if state is HIT:
-            self.hits += 1
-            if self.policy is not None:
-                value = self.policy.serve(value, stored, args)
-        elif state is MISS:
-            self.misses += 1
-        return state, value, versions, stored
-
-    def unreadable(self, key: str, why: str) -> ReadState:
-        """A corrupt or undecodable entry: counted, logged once per function, deleted."""
-        backend.errors[self.alias] += 1
-        backend.corrupt[self.alias] += 1
-        self.errors += 1
-        if not self._logged_unreadable:
-            self._logged_unreadable = True
-            logger.warning(
-                "cachedcall: %s: deleting unreadable entry %r (%s). Further ones are counted "
-                "(stats()['corrupt']), not logged.",
-                self.name,
-                key,
-                why,
-            )
-        return CORRUPT
-
-    def current_value(
-        self, found: dict[str, Any], key: str, counter_keys: list[str], args: tuple[Any, ...]
-    ) -> tuple[Any, Entry | None, tuple[Any, ...]]:
-        """What a lock waiter polls for: ``(value, entry, versions)`` of a current entry, or
-        ``(MISSING, None, versions)``; nothing counted, nothing deleted."""
-        versions = tuple(map(found.get, counter_keys))
-        value, stored = entry.current_value(found.get(key), key, versions, self.sign)
-        if value is not MISSING:
-            self.hits += 1
-            if self.policy is not None:
-                value = self.policy.serve(value, stored, args)
-        return value, stored, versions
-
-    def old(self, stored: Entry, key: str, started: float, args: tuple[Any, ...]) -> Any:
-        """An old value served while another caller refreshes it; ``MISSING`` if unreadable."""
-        try:
-            value = entry.value(stored.payload)
-        except ValueError:
-            return MISSING
-        self.stales += 1
-        if self.policy is not None:
-            value = self.policy.serve(value, stored, args)
-        if events.active:
-            events.emit(self, key, events.STALE, time.perf_counter() - started)
-        return value
-
-    def shared(
-        self, value: Any, flight: flights.Flight, key: str, started: float, args: tuple[Any, ...]
-    ) -> Any:
-        """A follower's value: the leader's, as if read from the cache."""
-        if self.policy is not None:
-            value = self.policy.serve(value, flight.entry, args)
-        if events.active:
-            events.emit(self, key, events.HIT, time.perf_counter() - started)
-        return value
-
-    # -- writing ------------------------------------------------------------------------------
-
-    def pack(
-        self,
-        versions: tuple[Any, ...] | None,
-        duration: float,
-        result: Any,
-        full: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        key: str,
-    ) -> tuple[str, Entry | Any]:
-        """Return ``(key, entry)`` to store for ``result``; entry ``MISSING`` for none."""
-        if versions is None or self.store_timeout == 0:
-            return key, MISSING
-        if self.unless is not None and self.unless(result):
-            return key, MISSING
-        if self.policy is not None:
-            prepared = self.policy.store(self, result, full, kwargs, key)
-            if isinstance(prepared, str):
-                events.emit(self, key, events.REFUSED, 0.0, prepared)
-                return key, MISSING
-            key, result = prepared
-        try:
-            return key, entry.pack(versions, duration, result, self.fresh_for)
-        except Exception as exc:
-            backend.errors[self.alias] += 1
-            self.errors += 1
-            if not self._logged_pickle_error:
-                self._logged_pickle_error = True
-                logger.warning(
-                    "cachedcall: %s returned a value that cannot be pickled (%s: %s); it is "
-                    "returned uncached. Further failures are counted, not logged.",
-                    self.name,
-                    type(exc).__name__,
-                    exc,
-                )
-            return key, MISSING
-
-    def refused_size(self, size: int) -> None:
-        """The backend refused a value of this function for its size: say so once."""
-        if not self._logged_too_large:
-            self._logged_too_large = True
-            logger.warning(
-                "cachedcall: %s returned a value of %d bytes that the cache alias %r refused "
-                "for its size; it is returned uncached. Further refusals are counted "
-                "(stats()['too_large']), not logged.",
-                self.name,
-                size,
-                self.alias,
-            )
-
     def finish(
         self,
         flight: tuple[Any, flights.Flight] | None,
@@ -456,88 +311,3 @@ def forget() -> None:
         fc._logged_pickle_error = False
         fc._logged_too_large = False
         fc._logged_unreadable = False
-
-
-#: memcached reads an expiry above 30 days as a Unix time; Django adds the clock to such a
-#: timeout, and 10**10 + now overflows memcached's 32-bit expiry field (never stored).
-MEMCACHED_MAX_TIMEOUT = 30 * 24 * 3600
-
-
-def _backend_seconds(timeout: Any, alias: str) -> Any:
-    """A timeout that means the same on every backend: whole seconds, rounded up (memcached
-    and Redis count whole seconds, and Django truncates 0.5 to 0, "do not store"), and at
-    most 30 days on memcached (longer is capped to what it can hold, relative)."""
-    if timeout is None or timeout == 0:
-        return timeout
-    seconds = math.ceil(timeout)
-    from django.core.cache.backends.memcached import BaseMemcachedCache
-
-    if seconds > MEMCACHED_MAX_TIMEOUT and isinstance(backend.lookup(alias), BaseMemcachedCache):
-        return MEMCACHED_MAX_TIMEOUT
-    return seconds
-
-
-def _default_prefix(func: Any, name: str) -> str:
-    """``module.qualname``, made unique where that name is not: two lambdas of one module
-    share ``<lambda>``, and the closures one factory makes share their qualname.
-
-    A lambda adds where it is and what it does (line and a digest of its code); a closure
-    adds the values it closes over, encoded like arguments, so ``power(2)`` and ``power(3)``
-    get entries of their own. Stable across processes, unlike anything based on ``id()``.
-    Values that cannot be encoded (a Counter, a lock) are left out.
-    """
-    code = getattr(func, "__code__", None)
-    if code is None:
-        return name
-    parts = [name]
-    if "<lambda>" in name:
-        parts.append(f"{code.co_firstlineno}:{digest(code.co_code.hex() + repr(code.co_consts))}")
-    cells = getattr(func, "__closure__", None) or ()
-    if cells and "<locals>" in name:
-        from cachedcall.keys import encode
-
-        for cell in cells:
-            try:
-                parts.append(encode(cell.cell_contents))
-            except Exception:  # an empty cell, or a value with no stable key
-                parts.append("?")
-    return "\x00".join(parts)
-
-
-def is_async(func: Any) -> bool:
-    """Whether calling ``func`` returns an awaitable: also through ``functools.partial`` and
-    bound methods (``method_decorator`` hands a decorator a partial of a bound method, which
-    ``inspect.iscoroutinefunction`` does not see through before Python 3.13), and for
-    callables marked with asgiref's ``markcoroutinefunction``."""
-    from asgiref.sync import iscoroutinefunction
-
-    while True:
-        if iscoroutinefunction(func):
-            return True
-        if isinstance(func, functools.partial):
-            func = func.func
-        elif inspect.ismethod(func):
-            func = func.__func__
-        else:
-            return False
-
-
-def _check_installed(owner: str) -> None:
-    # Without the app no signal receiver is connected: writes bump nothing, and entries
-    # would be served stale until they expire. Fail loudly instead.
-    from django.apps import apps
-
-    if apps.ready and not apps.is_installed("cachedcall"):
-        raise ImproperlyConfigured(
-            f"{owner}: 'cachedcall' is not in INSTALLED_APPS, so no write would make an entry "
-            "stale. Add it to INSTALLED_APPS (of every process that writes to your models)."
-        )
-
-
-def _check_static(items: list[Any], owner: str) -> None:
-    # Labels and models can only be checked once the app registry is ready; before that
-    # (a decorator at the top of models.py) the first call checks them.
-    from django.apps import apps
-
-    if items and apps.ready:
-        dependency_keys(items, conf.get().key_prefix, owner)

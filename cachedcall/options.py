@@ -24,7 +24,7 @@ from cachedcall.exceptions import InvalidOption
 
 __all__: list[str] = []
 
-Check = Callable[[Any, str], Any]
+Check = Callable[[Any, Any], Any]  # (value, where: str or what renders it)
 
 
 @dataclass(frozen=True)

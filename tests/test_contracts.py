@@ -26,6 +26,7 @@ from pymemcache.client.hash import HashClient
 
 from cachedcall import backend
 from cachedcall import fastpaths
+from cachedcall import health
 from cachedcall.fastpaths import locmem
 from cachedcall.fastpaths import pymemcache as pymemcache_paths
 from cachedcall.fastpaths import redis as redis_paths
@@ -249,7 +250,7 @@ def test_memcached_without_the_guard_members_refuses_raw_reads(memcached_cache, 
     (warning,) = [r.getMessage() for r in cachedcall_log.records if r.levelno == logging.WARNING]
     assert "HashClient.default_kwargs" in warning and "CACHEDCALL['SIGN']" in warning
     assert ran == []
-    assert backend.errors["default"] == 1
+    assert health.errors["default"] == 1
     (line,) = _gate_lines(cachedcall_log)
     assert "pymemcache.raw_guard" in line and f"pymemcache {pymemcache.__version__}" in line
 

@@ -128,3 +128,29 @@ def test_docstrings_and_readme_tables_are_rendered_from_options_py():
     readme = (Path(__file__).resolve().parent.parent / "README.rst").read_text()
     assert options.table(options.FUNCTION) in readme
     assert options.table([n for n in options.VIEW if n not in options.FUNCTION]) in readme
+
+
+def test_generator_functions_are_refused_at_decoration_naming_the_fix():
+    with pytest.raises(InvalidOption, match=r"generator function .*Return a list instead"):
+
+        @cached(timeout=5)
+        def rows():
+            yield 1
+
+    with pytest.raises(InvalidOption, match=r"generator function"):
+
+        @cached(timeout=5)
+        async def arows():
+            yield 1
+
+
+def test_a_missing_app_fails_the_first_call_rather_than_serving_stale_data(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    @cached(timeout=5)
+    def plain(x):
+        return x
+
+    settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "cachedcall"]
+    with pytest.raises(ImproperlyConfigured, match=r"'cachedcall' is not in INSTALLED_APPS"):
+        plain(1)

@@ -11,8 +11,8 @@ import pytest
 from django.core.cache import caches
 from django.test import override_settings
 
-from cachedcall import backend
 from cachedcall import cached
+from cachedcall import health
 from cachedcall import signing
 from cachedcall import stats
 from cachedcall.checks import check_settings
@@ -40,7 +40,7 @@ async def aprofile(n):
 def signed():
     calls.clear()
     ran.clear()
-    backend.bad_signatures.clear()
+    health.bad_signatures.clear()
     with override_settings(CACHEDCALL={"SIGN": True}):
         yield
 

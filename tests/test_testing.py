@@ -215,11 +215,11 @@ def test_manage_py_test_resets_its_namespace_once_at_the_start(memcached_server,
 
 
 def test_forget_process_state_resets_what_every_module_keeps():
-    from cachedcall import backend
     from cachedcall import bumps
     from cachedcall import conf
     from cachedcall import events
     from cachedcall import function
+    from cachedcall import health
     from cachedcall import keys
     from cachedcall import signing
     from cachedcall import switch
@@ -235,7 +235,7 @@ def test_forget_process_state_resets_what_every_module_keeps():
     fc = function_cache(remembered)
     assert fc.hits == 1
     switch.force(False)
-    backend.failed("default", "get", OSError("down"))
+    health.failed("default", "get", OSError("down"))
     sink: list = []
     events.attach(sink)
     signing.seal("k", (1,))
@@ -245,7 +245,7 @@ def test_forget_process_state_resets_what_every_module_keeps():
     settings_before = conf.get()
     forget_process_state()
     assert switch.forced() is None
-    counts = backend.stats()
+    counts = health.stats()
     assert set(counts) == {"errors", "down", "bad_signatures", "bump_failures", "too_large", "corrupt"}
     assert all(not value for value in counts.values())
     assert not events.active

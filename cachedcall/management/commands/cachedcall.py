@@ -19,6 +19,7 @@ from django.core.management.base import CommandParser
 from cachedcall import backend
 from cachedcall import bumps
 from cachedcall import conf
+from cachedcall import health
 from cachedcall.exceptions import InvalidDependency
 from cachedcall.function import registry
 
@@ -83,7 +84,7 @@ class Command(BaseCommand):
         self.stdout.write(f"{'function':<60}{'hits':>8}{'misses':>8}{'errors':>8}")
         for fc in sorted(registry, key=lambda c: c.name):
             self.stdout.write(f"{fc.name:<60}{fc.hits:>8}{fc.misses:>8}{fc.errors:>8}")
-        snapshot = backend.stats()
+        snapshot = health.stats()
         self.stdout.write(
             f"backend errors: {snapshot['errors'] or 'none'}; down now: {snapshot['down'] or 'none'}"
         )
