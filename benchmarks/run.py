@@ -6,7 +6,7 @@
 
 The master process starts memcached and redis-server on free loopback ports and hands their
 addresses to pyperf's worker processes on the command line. A function with one int
-argument returns a list of 20 small dicts, as in ``shared/PERFORMANCE.md``. Medians are
+argument returns a list of 20 small dicts (the peers are measured on the same). Medians are
 reported, and ratios against the hand-written ``cache.get``/``cache.set`` pattern measured in
 the same run.
 """

@@ -115,8 +115,12 @@ class ViewPolicy:
             return f"method {method}"
         if "HTTP_AUTHORIZATION" in request.META:  # type: ignore[union-attr]
             return "request carries Authorization"
-        if not self.per_user and _authenticated(request, _user(request)):
-            return "authenticated user (use per_user=True to cache per user)"
+        if not self.per_user:
+            user = request.__dict__.get(_RESOLVED)
+            if user is None:
+                user = getattr(request, "user", None)
+            if user is not None and _authenticated(request, user):
+                return "authenticated user (use per_user=True to cache per user)"
         return None
 
     # -- what is never stored -------------------------------------------------------------
@@ -174,7 +178,7 @@ class ViewPolicy:
     @staticmethod
     def serve(value: Any, stored: Entry | None, args: tuple[Any, ...]) -> HttpResponse:
         status, reason, headers, content, charset = value
-        head = bool(args) and getattr(args[0], "method", None) == "HEAD"
+        head = args[0].method == "HEAD" if args else False
         # A HEAD request is answered from GET's entry, without its body (and with its
         # Content-Length), also when nothing between the view and the client strips it.
         response = HttpResponse(b"" if head else content, status=status, reason=reason)
