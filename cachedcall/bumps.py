@@ -13,15 +13,13 @@ Process state, all of it reset by :func:`forget`:
 - ``_dirty`` (under ``_dirty_lock``): counters whose bump failed; calls that depend on
   one bypass the cache here until a retry succeeds, so a lost bump serves nothing stale.
 - ``_retried``: when every dirty counter was last retried (at most once a second).
-- ``_retrier``: the daemon thread retrying dirty bumps with backoff (0.05 s doubling to
-  5 s) until none is left; it exists only while some bump is dirty.
+  (:mod:`cachedcall.retries` retries the dirty bumps from a thread of its own.)
 - ``_local.pending`` (per thread): bumps waiting for a commit, by key; pruned lazily.
 - ``_local.rows`` (per thread): row bumps per model in this transaction (:data:`ROW_LIMIT`).
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 import time
@@ -36,6 +34,7 @@ from cachedcall import backend
 from cachedcall import conf
 from cachedcall import health
 from cachedcall import oncommit
+from cachedcall import retries
 from cachedcall import testworld
 from cachedcall.versions import dependency_keys
 from cachedcall.versions import write_keys
@@ -294,60 +293,8 @@ def bump_now(keys: Iterable[str]) -> bool:
                         key,
                     )
     if not ok:
-        _retrier.wake()
+        retries.wake()
     return ok
-
-
-class _Retrier:
-    """Retries the dirty bumps from a daemon thread, with backoff, until they land.
-
-    A writer that never makes a cached call itself (an admin process, a worker) would
-    otherwise leave its failed bumps undone, and every other process stale until the
-    entries expire. The thread exists only while some bump is dirty; at exit, one last try.
-    """
-
-    FIRST, LONGEST = 0.05, 5.0
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.thread: threading.Thread | None = None
-
-    def wake(self) -> None:
-        with self.lock:
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self.run, name="cachedcall-bump-retry", daemon=True)
-                self.thread.start()
-
-    def run(self) -> None:
-        pause = self.FIRST
-        while _dirty:
-            time.sleep(pause)
-            pause = min(pause * 2, self.LONGEST)
-            with _dirty_lock:
-                stuck = list(_dirty)
-            try:
-                bump_now_quietly(stuck)
-            finally:
-                backend.close_thread_caches()
-
-
-def bump_now_quietly(keys: list[str]) -> None:
-    """:func:`bump_now` for the retry thread, which must never raise."""
-    try:
-        bump_now(keys)
-    except Exception:  # a settings error, say: the next call of the process will say it
-        logger.debug("cachedcall: retrying bumps raised", exc_info=True)
-
-
-_retrier = _Retrier()
-
-
-@atexit.register
-def _last_try() -> None:
-    if _dirty:
-        with _dirty_lock:
-            stuck = list(_dirty)
-        bump_now_quietly(stuck)
 
 
 def retry_dirty(keys: Iterable[str]) -> bool:

@@ -142,9 +142,14 @@ def classify(
     """
     if stored is None:
         return MISS, MISSING, None
-    raw = _opened(stored, key, sign)
-    if raw is None:
-        return MISS, MISSING, None
+    if sign or type(stored) is not tuple or len(stored) != 6 or stored[0] != FORMAT:
+        # Signed, foreign or of another version: the full check (the common case, an
+        # unsigned entry of ours, skips the call: this is the hit path).
+        raw = _opened(stored, key, sign)
+        if raw is None:
+            return MISS, MISSING, None
+    else:
+        raw = stored
     stamped = raw[1]
     if stamped == versions:
         expires = raw[5]
@@ -156,7 +161,11 @@ def classify(
                 return MISS, MISSING, None
             if early is not None and xfetch.early(expires, raw[3], early):
                 return EARLY, MISSING, _entry(raw)
-        return HIT, value(raw[4]), _entry(raw) if want_entry else None
+        try:
+            found = pickle.loads(raw[4])
+        except Exception as exc:
+            raise Unreadable(f"the stored value does not unpickle: {exc!r}") from exc
+        return HIT, found, _entry(raw) if want_entry else None
     if soft and None not in versions and stamped[:GENERATIONS] == versions[:GENERATIONS]:
         # Only model versions moved (not reset() or invalidate_all(), and no counter was
         # lost and re-seeded): the function asked for soft invalidation.
