@@ -256,7 +256,9 @@ class FunctionCache:
     def read(self, key: str, counter_keys: list[str]) -> dict[str, Any] | None:
         """The entry and its counters, in one round trip (two with ``VERSIONS_CACHE``)."""
         if not self.split:
-            return self.store.read([key, *counter_keys], self.sign)
+            # The hit path: backend.read itself rather than through Store.read, one frame
+            # (~70 ns, 1 % of a locmem hit) less.
+            return backend.read(backend.cache_for(self.alias), self.alias, [key, *counter_keys], self.sign)
         counters = self.counters.read(counter_keys, self.sign)
         if counters is None:
             return None
