@@ -53,6 +53,19 @@ def memcached() -> Iterator[Callable[[int], list[servers.Server]]]:
         server.stop()
 
 
+@pytest.fixture(params=["gate-open", "gate-closed"])
+def commit_gate(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with cachedcall.oncommit's gate on Django's run_on_commit open (the
+    installed Django, as probed) and closed (bumps through the public on_commit() alone)."""
+    from django.db import connections
+
+    from cachedcall import oncommit
+
+    if request.param == "gate-closed":
+        monkeypatch.setitem(oncommit._gates, type(connections["default"]), False)
+    return str(request.param)
+
+
 @pytest.fixture
 def no_other_functions() -> Iterator[None]:
     """The registry of decorated functions without the suite's own, for tests of what the

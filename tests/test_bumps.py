@@ -19,9 +19,9 @@ from cachedcall import cached
 from cachedcall import oncommit
 from cachedcall import where
 from cachedcall.versions import write_keys
-from tests import counting
 from tests import names
 from tests import servers
+from tests.savepoints import rolled_back
 from tests.testapp.models import ClubClass
 
 calls: Counter[str] = Counter()
@@ -39,19 +39,6 @@ def club_classes(club):
 def all_classes():
     calls["all"] += 1
     return sorted(ClubClass.objects.values_list("name", flat=True))
-
-
-@pytest.fixture
-def gate_closed(monkeypatch):
-    """Bumps of the default connection go through the public on_commit() alone."""
-    monkeypatch.setitem(oncommit._gates, type(connections["default"]), False)
-
-
-@pytest.fixture(params=["open", "closed"])
-def gate(request, monkeypatch):
-    if request.param == "closed":
-        monkeypatch.setitem(oncommit._gates, type(connections["default"]), False)
-    return request.param
 
 
 def _version():
@@ -164,53 +151,11 @@ def test_with_the_gate_open_our_bump_runs_before_a_failing_callback(clubs):
     assert club_classes(chess) == ["chess", "after-broken", "openings"]
 
 
-# --- with the gate closed, the public API alone ---------------------------------------------------
+# --- with the gate closed, the public API alone (test_versions runs the transaction tests
+# under both gates: the commit_gate fixture) ----------------------------------------------------
 
 
-@pytest.mark.usefixtures("gate_closed")
-@pytest.mark.django_db(transaction=True)
-def test_gate_closed_bumps_wait_for_the_commit_and_happen_once_per_key(clubs, counted):
-    chess, _ = clubs
-    all_classes()
-    table = _version()
-    counting.calls.clear()
-    with transaction.atomic():
-        for i in range(3):
-            ClubClass.objects.create(club=chess, name=f"c{i}")
-        with transaction.atomic():
-            ClubClass.objects.create(club=chess, name="nested")
-        assert type(connections["default"].run_on_commit) is list  # no _Hooks
-        assert _version() == table  # nothing before the commit
-    assert _version() == table + 1
-    assert counting.calls["incr"] == 6  # table + 4 rows + one scope, once each
-    assert all_classes()[:3] == ["c0", "c1", "c2"]
-
-
-@pytest.mark.usefixtures("backend_name", "gate_closed")
-@pytest.mark.django_db(transaction=True)
-def test_gate_closed_no_bump_after_rollback_including_savepoints(clubs):
-    chess, go = clubs
-    club_classes(chess), club_classes(go)
-    table = _version()
-    with pytest.raises(ZeroDivisionError), transaction.atomic():
-        ClubClass.objects.create(club=chess, name="never")
-        _ = 1 / 0
-    assert _version() == table
-    with transaction.atomic():
-        ClubClass.objects.create(club=go, name="kept")
-        try:
-            with transaction.atomic():
-                ClubClass.objects.create(club=chess, name="rolled-back")
-                raise ValueError
-        except ValueError:
-            pass
-    assert _version() == table + 1
-    assert club_classes(chess) == ["chess", "openings"]
-    assert calls["chess"] == 1  # its scope was only touched inside the rolled-back savepoint
-    assert club_classes(go) == ["go", "joseki", "kept"]
-
-
-@pytest.mark.usefixtures("backend_name", "gate")
+@pytest.mark.usefixtures("backend_name", "commit_gate")
 @pytest.mark.django_db(transaction=True)
 def test_a_key_written_again_after_its_savepoint_rolled_back_still_bumps(clubs):
     # The bump queued in the savepoint is dropped. Without the gate we cannot see that, so
@@ -218,17 +163,12 @@ def test_a_key_written_again_after_its_savepoint_rolled_back_still_bumps(clubs):
     chess, _ = clubs
     assert club_classes(chess) == ["chess", "openings"]
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                ClubClass.objects.create(club=chess, name="rolled-back")
-                raise ValueError
-        except ValueError:
-            pass
+        rolled_back(lambda: ClubClass.objects.create(club=chess, name="rolled-back"))
         ClubClass.objects.create(club=chess, name="kept")
     assert club_classes(chess) == ["chess", "kept", "openings"]
 
 
-@pytest.mark.usefixtures("backend_name", "gate")
+@pytest.mark.usefixtures("backend_name", "commit_gate")
 @pytest.mark.django_db(transaction=True)
 def test_a_bump_queued_before_a_rolled_back_savepoint_stays_queued(clubs):
     chess, _ = clubs
@@ -236,44 +176,12 @@ def test_a_bump_queued_before_a_rolled_back_savepoint_stays_queued(clubs):
     table = _version()
     with transaction.atomic():
         ClubClass.objects.create(club=chess, name="kept")
-        try:
-            with transaction.atomic():
-                ClubClass.objects.create(club=chess, name="rolled-back")
-                raise ValueError
-        except ValueError:
-            pass
+        rolled_back(lambda: ClubClass.objects.create(club=chess, name="rolled-back"))
         assert bumps.is_pending(TABLE)  # Django replaced the list; our record is still in it
         assert all_classes() == ["joseki", "kept", "openings"]  # read your writes: bypassed
     assert _version() == table + 1
     assert all_classes() == ["joseki", "kept", "openings"]
     assert calls["all"] == 3
-
-
-@pytest.mark.usefixtures("backend_name", "gate_closed")
-@pytest.mark.django_db(transaction=True)
-def test_gate_closed_reads_inside_the_transaction_bypass_the_cache(clubs):
-    chess, _ = clubs
-    club_classes(chess)
-    with transaction.atomic():
-        ClubClass.objects.create(club=chess, name="pending")
-        assert club_classes(chess) == ["chess", "openings", "pending"]
-        assert club_classes(chess) == ["chess", "openings", "pending"]
-        assert calls["chess"] == 3
-    club_classes(chess), club_classes(chess)
-    assert calls["chess"] == 4
-
-
-@pytest.mark.usefixtures("gate_closed")
-@pytest.mark.django_db(transaction=True)
-def test_gate_closed_a_large_delete_still_bumps_each_key_once(clubs, counted):
-    chess, _ = clubs
-    ClubClass.objects.bulk_create([ClubClass(club=chess, name=f"n{i}") for i in range(300)])
-    all_classes()
-    table = _version()
-    counting.calls.clear()
-    ClubClass.objects.filter(club=chess).delete()
-    assert _version() == table + 1
-    assert counting.calls["incr"] == bumps.ROW_LIMIT + 1 + 1 + 1  # rows, epoch, scope, table
 
 
 # --- has_pending, is_dirty, dirty_keys, forget ----------------------------------------------------

@@ -21,12 +21,14 @@ import cachedcall
 from cachedcall import InvalidDependency
 from cachedcall import bump
 from cachedcall import cached
+from cachedcall import oncommit
 from cachedcall import where
 from cachedcall.bumps import bump_now
 from cachedcall.versions import dependency_keys
 from cachedcall.versions import write_keys
 from tests import counting
 from tests import names
+from tests.savepoints import rolled_back
 from tests.testapp.models import Club
 from tests.testapp.models import ClubClass
 from tests.testapp.models import Place
@@ -154,7 +156,7 @@ def _version(key_suffix):
     return caches["default"].get(names.key(f"v:{key_suffix}"))
 
 
-def test_bumps_wait_for_the_outermost_commit_and_happen_once_per_key(clubs, counted):
+def test_bumps_wait_for_the_outermost_commit_and_happen_once_per_key(clubs, counted, commit_gate):
     chess, _ = clubs
     all_classes()
     table = _version("testapp.clubclass")
@@ -164,6 +166,8 @@ def test_bumps_wait_for_the_outermost_commit_and_happen_once_per_key(clubs, coun
             ClubClass.objects.create(club=chess, name=f"c{i}")
         with transaction.atomic():
             ClubClass.objects.create(club=chess, name="nested")
+        ours = type(connection.run_on_commit) is oncommit.Hooks
+        assert ours == (commit_gate == "gate-open")  # closed: Django's own list, untouched
         assert _version("testapp.clubclass") == table  # nothing before the commit
     assert _version("testapp.clubclass") == table + 1  # once, not four times
     # table + 4 rows + one scope (club_id=chess), each bumped exactly once
@@ -171,6 +175,7 @@ def test_bumps_wait_for_the_outermost_commit_and_happen_once_per_key(clubs, coun
     assert all_classes()[:3] == ["c0", "c1", "c2"]
 
 
+@pytest.mark.usefixtures("commit_gate")
 def test_no_bump_after_rollback_including_savepoints(clubs):
     chess, go = clubs
     club_classes(chess), club_classes(go)
@@ -181,12 +186,7 @@ def test_no_bump_after_rollback_including_savepoints(clubs):
     assert _version("testapp.clubclass") == table
     with transaction.atomic():
         ClubClass.objects.create(club=go, name="kept")
-        try:
-            with transaction.atomic():
-                ClubClass.objects.create(club=chess, name="rolled-back")
-                raise ValueError
-        except ValueError:
-            pass
+        rolled_back(lambda: ClubClass.objects.create(club=chess, name="rolled-back"))
     assert _version("testapp.clubclass") == table + 1
     assert club_classes(chess) == ["chess", "openings"]
     assert calls["chess"] == 1  # its scope was only touched inside the rolled-back savepoint
@@ -206,6 +206,7 @@ def test_a_failing_foreign_on_commit_callback_does_not_stop_our_bump(clubs):
     assert "after-broken" in all_classes()
 
 
+@pytest.mark.usefixtures("commit_gate")
 def test_read_your_writes_inside_a_transaction(clubs):
     chess, _ = clubs
     club_classes(chess)
@@ -375,6 +376,7 @@ def test_queryset_mixin_bumps_update_bulk_create_bulk_update_and_delete(clubs):
         assert (calls["chess"], calls["all"]) == (before[0] + 1, before[1] + 1)
 
 
+@pytest.mark.usefixtures("commit_gate")
 def test_a_large_delete_bumps_each_key_once(clubs, counted):
     chess, _ = clubs
     ClubClass.objects.bulk_create([ClubClass(club=chess, name=f"n{i}") for i in range(1000)])
