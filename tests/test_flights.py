@@ -21,7 +21,10 @@ _lock = threading.Lock()
 def _slow(name, value):
     with _lock:
         runs[name] += 1
-    time.sleep(0.2)  # long enough for every thread to miss while the first computes
+    # Long enough for every thread to miss while the first computes, also on a 2-core
+    # machine running the suite on both cores (at 0.2 s a straggler now and then joined
+    # after the leader had landed, and rightly computed again).
+    time.sleep(0.8)
     return value
 
 
