@@ -4,9 +4,13 @@
 :mod:`cachedcall.versions`) and hands them to :func:`cachedcall.bumps.request`, which bumps
 them now or after the outermost commit.
 
+Writes that reach other tables (m2m partners, the ends of a through row, children Django
+updates or deletes without a signal) are :mod:`cachedcall.relations`'.
+
 Process state: none at module level. Between ``pre_save`` and ``post_save`` of one save,
 the scope values the row had are kept on the instance, as ``_cachedcall_old`` in its
-``__dict__``; ``post_save`` pops them.
+``__dict__``; ``post_save`` pops them. Between ``pre_clear`` and ``post_clear`` of one
+``clear()``, the partners' pks are kept there as ``_cachedcall_cleared`` (by through model).
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from typing import Any
 from django.db import models
 
 from cachedcall import conf
+from cachedcall import relations
 from cachedcall.bumps import request
 from cachedcall.keys import pk_token
 from cachedcall.versions import label
+from cachedcall.versions import loaded
 from cachedcall.versions import normalize
 from cachedcall.versions import scope_key
 from cachedcall.versions import shapes
@@ -80,7 +86,12 @@ def on_post_save(
     old = instance.__dict__.pop("_cachedcall_old", None)
     if _ignored(sender):
         return
-    request(write_keys(instance, conf.get().key_prefix, old), using)
+    prefix = conf.get().key_prefix
+    keys = write_keys(instance, prefix, old)
+    if relations.through_ends(sender):
+        # A through row written directly: its two ends' sets of partners changed.
+        keys.extend(relations.end_keys(sender, loaded(instance), old, prefix))
+    request(dict.fromkeys(keys), using)
 
 
 def on_post_delete(
@@ -88,7 +99,16 @@ def on_post_delete(
 ) -> None:
     if _ignored(sender):
         return
-    request(write_keys(instance, conf.get().key_prefix), using)
+    prefix = conf.get().key_prefix
+    keys = write_keys(instance, prefix)
+    if relations.through_ends(sender):
+        keys.extend(relations.end_keys(sender, loaded(instance), None, prefix))
+    model = sender._meta.concrete_model
+    assert model is not None
+    # What the deletion collector changed without a signal: SET_NULL children, auto-created
+    # through rows; derived from the models, no query.
+    keys.extend(relations.delete_keys(model, prefix))
+    request(dict.fromkeys(keys), using)
 
 
 def on_m2m_changed(
@@ -100,7 +120,14 @@ def on_m2m_changed(
     using: str | None = None,
     **kwargs: Any,
 ) -> None:
-    if action not in ("post_add", "post_remove", "post_clear"):
+    if action == "pre_clear":
+        # post_clear names no partners (pk_set is None): read them while the rows exist.
+        cleared = instance.__dict__.setdefault("_cachedcall_cleared", {})
+        cleared[sender] = relations.cleared_partners(sender, instance, model, using)
+        return
+    if action == "post_clear":
+        pk_set = set(instance.__dict__.get("_cachedcall_cleared", {}).pop(sender, ()))
+    elif action not in ("post_add", "post_remove"):
         return
     prefix = conf.get().key_prefix
     through = sender

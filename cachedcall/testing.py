@@ -231,6 +231,8 @@ def forget_process_state() -> None:
     from cachedcall import fastpaths
     from cachedcall import function
     from cachedcall import keys
+    from cachedcall import relations
+    from cachedcall import repeats
     from cachedcall import signing
     from cachedcall import switch
     from cachedcall import versions
@@ -244,6 +246,8 @@ def forget_process_state() -> None:
     fastpaths.forget()
     signing.forget()
     versions.forget()
+    relations.forget()
+    repeats.forget()
     keys.forget()
     xfetch.forget()
     function.forget()

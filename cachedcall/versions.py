@@ -341,7 +341,7 @@ def write_keys(
     for the model and every concrete parent (multi-table inheritance)."""
     model = instance._meta.concrete_model
     assert model is not None
-    loaded = _loaded(instance)
+    values = loaded(instance)
     keys: list[str] = []
     for cls in (model, *model._meta.get_parent_list()):
         lbl = label(cls)
@@ -349,7 +349,7 @@ def write_keys(
         if instance.pk is not None:
             keys.append(f"{prefix}:v:{lbl}:{pk_token(instance.pk)}")
         for names in shapes(cls):
-            new = current_values(loaded, cls, names)
+            new = current_values(values, cls, names)
             if new is not None:
                 keys.append(scope_key(prefix, lbl, names, new))
             before = old.get(names) if old else None
@@ -358,7 +358,7 @@ def write_keys(
     return keys
 
 
-def _loaded(instance: models.Model) -> Mapping[str, Any]:
+def loaded(instance: models.Model) -> Mapping[str, Any]:
     """The instance's loaded values by attname. A lazy object has a ``__dict__`` of its own:
     read through the attributes it proxies, leaving out deferred ones (reading one queries)."""
     if type(instance) is instance.__class__:
@@ -371,7 +371,7 @@ def _loaded(instance: models.Model) -> Mapping[str, Any]:
 def current_values(
     loaded: Mapping[str, Any], model: type[models.Model], names: tuple[str, ...]
 ) -> tuple[Any, ...] | None:
-    """The normalized values of ``names`` in ``loaded`` (see :func:`_loaded`), or ``None``."""
+    """The normalized values of ``names`` in ``loaded`` (see :func:`loaded`), or ``None``."""
     values = []
     for name in names:
         field = model._meta.get_field(name)

@@ -60,3 +60,32 @@ class PinnedItem(TaggedItem):
     """A multi-table child: its generic foreign key lives in the parent's table."""
 
     rank = models.IntegerField(default=0)
+
+
+def _no_club() -> None:
+    return None
+
+
+class Coach(models.Model):
+    """Children a club's delete updates without signals: SET_NULL, SET_DEFAULT, SET()."""
+
+    name = models.CharField(max_length=50)
+    home = models.ForeignKey(Club, on_delete=models.SET_NULL, null=True, related_name="coaches")
+    guest = models.ForeignKey(
+        Club, on_delete=models.SET_DEFAULT, null=True, default=None, related_name="guest_coaches"
+    )
+    former = models.ForeignKey(Club, on_delete=models.SET(_no_club), null=True, related_name="former_coaches")
+
+
+class Person(models.Model):
+    name = models.CharField(max_length=50)
+    clubs = models.ManyToManyField(Club, through="Membership", related_name="members")
+    friends = models.ManyToManyField("self")  # symmetrical: clear() removes both directions
+
+
+class Membership(models.Model):
+    """A custom through model: written directly, it sends only its own signals."""
+
+    person = models.ForeignKey(Person, on_delete=models.CASCADE)
+    club = models.ForeignKey(Club, on_delete=models.CASCADE)
+    role = models.CharField(max_length=20, default="member")
