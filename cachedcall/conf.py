@@ -26,7 +26,19 @@ __all__: list[str] = []
 
 SAFE_KEY_PART = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
 _KNOWN = frozenset(
-    {"ENABLED", "CACHE", "TIMEOUT", "KEY_PREFIX", "VERSIONS_CACHE", "SCOPES", "IGNORE_MODELS", "SIGN", "LOCK"}
+    {
+        "ENABLED",
+        "CACHE",
+        "TIMEOUT",
+        "KEY_PREFIX",
+        "VERSIONS_CACHE",
+        "SCOPES",
+        "IGNORE_MODELS",
+        "SIGN",
+        "LOCK",
+        "REPLICA_LAG",
+        "SNAPSHOT_DATABASES",
+    }
 )
 # Tables written on nearly every request, which no cached function sensibly depends on:
 # bumping their versions would cost a cache round trip per request for nothing.
@@ -50,6 +62,12 @@ class Settings:
     sign: bool = False
     #: The default of ``cached(lock=...)``: one computation per key across processes.
     lock: bool = False
+    #: Seconds a read replica may lag its primary: every bump repeats after that delay, so
+    #: an entry computed from a replica that had not caught up yet goes stale too.
+    replica_lag: float = 0.0
+    #: Database aliases whose transactions read a snapshot though their ``OPTIONS`` do not
+    #: say so (see :mod:`cachedcall.snapshots`).
+    snapshot_databases: frozenset[str] = frozenset()
 
     #: Every alias that holds version counters, so every alias a bump reaches: the
     #: ``VERSIONS_CACHE`` alone when it is set; else each alias of ``settings.CACHES``
@@ -140,6 +158,24 @@ def _load() -> Settings:
                 f"strings; got {models!r}."
             )
         kwargs["ignore_models"] = frozenset(m.lower() for m in models)
+    if "REPLICA_LAG" in raw:
+        lag = raw["REPLICA_LAG"]
+        if isinstance(lag, datetime.timedelta):
+            lag = lag.total_seconds()
+        if isinstance(lag, bool) or not isinstance(lag, (int, float)) or not 0 <= lag <= 60:
+            raise ImproperlyConfigured(
+                "settings.CACHEDCALL['REPLICA_LAG'] must be the replicas' maximum lag in seconds, "
+                f"a number from 0 to 60 (or a timedelta); got {raw['REPLICA_LAG']!r}."
+            )
+        kwargs["replica_lag"] = float(lag)
+    if "SNAPSHOT_DATABASES" in raw:
+        aliases = raw["SNAPSHOT_DATABASES"]
+        if isinstance(aliases, str) or not all(isinstance(a, str) for a in aliases):
+            raise ImproperlyConfigured(
+                "settings.CACHEDCALL['SNAPSHOT_DATABASES'] must be a list of aliases of "
+                f"settings.DATABASES; got {aliases!r}."
+            )
+        kwargs["snapshot_databases"] = frozenset(aliases)
     suffix = _namespace_suffix or os.environ.get(NAMESPACE_VARIABLE, "")
     if suffix:
         if not SAFE_KEY_PART.match(suffix):

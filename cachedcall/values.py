@@ -18,6 +18,7 @@ from cachedcall import events
 from cachedcall import flights
 from cachedcall import health
 from cachedcall import signing
+from cachedcall import snapshots
 from cachedcall.entry import CORRUPT
 from cachedcall.entry import FAILED
 from cachedcall.entry import HIT
@@ -140,6 +141,12 @@ def pack(
     if versions is None or fc.store_timeout == 0:
         return key, MISSING
     if fc.unless is not None and fc.unless(result):
+        return key, MISSING
+    if snapshots.open_snapshot() is not None:
+        # Computed from a snapshot that may predate the counters read: for this caller
+        # only (cachedcall.snapshots).
+        if events.active:
+            events.emit(fc, key, events.REFUSED, 0.0, "snapshot")
         return key, MISSING
     if fc.policy is not None:
         prepared = fc.policy.store(fc, result, full, kwargs, key)

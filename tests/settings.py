@@ -3,6 +3,8 @@ plugged in per test with override_settings (their ports are only known at run ti
 
 import os
 
+from psycopg import IsolationLevel
+
 SECRET_KEY = "cachedcall-tests"
 USE_TZ = True
 INSTALLED_APPS = [
@@ -21,6 +23,16 @@ DATABASES = {
         "PORT": os.environ.get("PGPORT", "5432"),
         "USER": os.environ.get("PGUSER", "postgres"),
         "TEST": {"NAME": f"test_cachedcall_{os.getpid()}"},
+    },
+    # The same database, its transactions at REPEATABLE READ (tests/test_snapshots.py).
+    "pg_rr": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "cachedcall",
+        "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+        "PORT": os.environ.get("PGPORT", "5432"),
+        "USER": os.environ.get("PGUSER", "postgres"),
+        "OPTIONS": {"isolation_level": IsolationLevel.REPEATABLE_READ},
+        "TEST": {"MIRROR": "pg"},
     },
 }
 CACHES = {
