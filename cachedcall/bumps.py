@@ -34,6 +34,7 @@ from cachedcall import backend
 from cachedcall import conf
 from cachedcall import health
 from cachedcall import oncommit
+from cachedcall import repeats
 from cachedcall import retries
 from cachedcall import testworld
 from cachedcall.versions import dependency_keys
@@ -261,13 +262,19 @@ def request(keys: Iterable[str], using: str | None) -> None:
 # --- bumping now, and retrying ---------------------------------------------------------------
 
 
-def bump_now(keys: Iterable[str]) -> bool:
+def bump_now(keys: Iterable[str], *, repeat: bool = True) -> bool:
     """Advance ``keys`` in every alias that holds counters; remember failures as dirty.
 
     A key is dirty until it advanced in all of them: a retry advances it again in those
-    that answered the first time, which only costs their entries a recomputation.
+    that answered the first time, which only costs their entries a recomputation. With
+    ``CACHEDCALL["REPLICA_LAG"]`` set, the keys are bumped once more after that lag
+    (:mod:`cachedcall.repeats`), unless ``repeat`` is false (that repeat itself).
     """
-    stores = [backend.store(alias) for alias in conf.get().counter_aliases]
+    settings = conf.get()
+    stores = [backend.store(alias) for alias in settings.counter_aliases]
+    if settings.replica_lag and repeat:
+        keys = list(keys)
+        repeats.later(keys, settings.replica_lag)
     ok = True
     for key in keys:
         advanced = True
