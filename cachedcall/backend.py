@@ -77,8 +77,28 @@ def cache_for(alias: str) -> BaseCache:
         held = _local.held = (_generation, {})
     backend = held[1].get(alias)
     if backend is None:
-        backend = held[1][alias] = lookup(alias)
+        backend = held[1][alias] = fresh(alias) if getattr(_local, "fresh", False) else lookup(alias)
     return backend
+
+
+def use_fresh_backends() -> None:
+    """Make this thread build a new backend per alias after each :func:`close_thread_caches`
+    instead of reusing ``caches[alias]``: a client keeps state across ``close()`` (pymemcache
+    marks a server dead for ``dead_timeout``), and a retry must try the server itself."""
+    _local.fresh = True
+
+
+def fresh(alias: str) -> BaseCache:
+    """A new backend for ``alias``, built from ``settings.CACHES`` as Django builds one."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    lookup(alias)  # the same error as everywhere for an alias that does not exist
+    params = dict(settings.CACHES[alias])
+    backend_cls = import_string(params.pop("BACKEND"))
+    location = params.pop("LOCATION", "")
+    built: BaseCache = backend_cls(location, params)
+    return built
 
 
 def lookup(alias: str) -> BaseCache:

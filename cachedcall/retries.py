@@ -3,7 +3,11 @@
 A writer that never makes a cached call itself (an admin process, a worker) would
 otherwise leave its failed bumps undone, and every other process stale until the entries
 expire. The thread exists only while some bump is dirty (:func:`cachedcall.bumps.is_dirty`):
-it retries them after 0.05 s, then with the pause doubling to 5 s; at exit, one last try.
+it retries them after 0.02 s, then with the pause doubling to 0.25 s; at exit, one last try.
+The longest pause is short on purpose: once the counter store answers again, other
+processes read its old counters (and hit entries computed before the write) until the
+retry lands, so the pause is that window. Each try uses this thread's own clients, closed
+after it, so a client that marked the server dead in another thread does not hold it back.
 
 Process state: the retry thread (``_thread``, under ``_lock``), alive only while bumps are
 dirty.
@@ -20,7 +24,7 @@ __all__: list[str] = []
 
 logger = logging.getLogger("cachedcall")
 
-FIRST, LONGEST = 0.05, 5.0
+FIRST, LONGEST = 0.02, 0.25
 _lock = threading.Lock()
 _thread: threading.Thread | None = None
 
@@ -38,6 +42,7 @@ def _run() -> None:
     from cachedcall import backend
     from cachedcall import bumps
 
+    backend.use_fresh_backends()
     pause = FIRST
     while bumps.is_dirty():
         time.sleep(pause)

@@ -288,3 +288,36 @@ def test_bump_failures_in_an_outage_add_to_its_one_warning(own_memcached, cached
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
     assert cachedcall.stats()["bump_failures"] == {"default": 50}
     bumps.forget()
+
+
+def test_after_a_frozen_counter_store_thaws_the_writers_bump_lands_within_the_retry_pause(own_memcached):
+    """What other processes see: the window in which they can read the old counter after
+    the store answers again is the retry thread's longest pause plus one client timeout."""
+    from pymemcache.client.base import Client
+
+    from cachedcall import bumps
+    from cachedcall import retries
+    from tests.testapp.models import Club
+
+    key = names.key("v:testapp.club")
+    cachedcall.bump(Club)
+    before = caches["default"].get(key)
+    own_memcached.freeze()
+    time.sleep(0.2)  # SIGSTOP is delivered asynchronously
+    try:
+        cachedcall.bump(Club)  # times out: dirty, and the retry thread starts
+        assert bumps.is_dirty()
+        time.sleep(1.0)  # the retries keep timing out
+    finally:
+        own_memcached.thaw()
+    thawed = time.monotonic()
+    # Another process's view: a client of its own, never marked the server dead.
+    other = Client(("127.0.0.1", own_memcached.port), timeout=0.5)
+    prefixed = caches["default"].make_and_validate_key(key)
+    while (int(other.get(prefixed) or 0) <= before or bumps.is_dirty()) and time.monotonic() - thawed < 10:
+        time.sleep(0.01)
+    landed = time.monotonic() - thawed
+    assert int(other.get(prefixed) or 0) > before
+    other.close()
+    assert landed <= retries.LONGEST + servers.MEMCACHED_OPTIONS["timeout"] + 0.5, landed
+    assert not bumps.is_dirty()
