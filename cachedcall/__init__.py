@@ -22,7 +22,7 @@ from cachedcall.switch import is_enabled
 from cachedcall.versions import where
 from cachedcall.views import cached_view
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Cached",

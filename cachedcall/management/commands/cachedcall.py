@@ -1,20 +1,32 @@
 """``python manage.py cachedcall ...``: what the person on call needs.
 
 settings   the CACHEDCALL settings in effect and the aliases they use
-backends   whether each alias cachedcall uses answers, and how fast
+backends   whether each alias cachedcall uses answers, and how fast: backends [ALIAS ...]
 stats      hits, misses and errors per decorated function, in this process
 reset      make every cachedcall entry unreachable (no flush)
 bump       mark a model (or one row) as changed: bump app_label.Model [--pk PK]
+
+Exit status 2 and one line on stderr for a mistake in the command line (an unknown
+subcommand or model, a pk its model cannot take, an alias that is not in CACHES, ...); 1 and
+one line for a failure of what it operates on (a cache that does not answer, a database
+error, broken settings).
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 from typing import Any
+from typing import NoReturn
 
+from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand
 from django.core.management.base import CommandError
 from django.core.management.base import CommandParser
+from django.db import DatabaseError
+from django.db import models
 
 from cachedcall import backend
 from cachedcall import bumps
@@ -22,23 +34,48 @@ from cachedcall import conf
 from cachedcall import health
 from cachedcall.exceptions import InvalidDependency
 from cachedcall.function import registry
+from cachedcall.management.commands import _parsing
 
 
 class Command(BaseCommand):
     help = "Inspect and operate cachedcall: settings, backends, stats, reset, bump."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True)
-        sub.add_parser("settings", help="The CACHEDCALL settings in effect.")
-        sub.add_parser("backends", help="Whether each cache alias cachedcall uses answers.")
-        sub.add_parser("stats", help="Hits, misses and errors per decorated function in this process.")
-        sub.add_parser("reset", help="Make every cachedcall entry unreachable, without a flush.")
-        bump = sub.add_parser("bump", help="Mark a model, or one row of it, as changed.")
-        bump.add_argument("model", help="app_label.ModelName")
+        # Kept for the mistakes only handle() can see (a pk its model cannot take), so that
+        # they are reported as the parser reports the others.
+        self._parsers = _parsing.subcommands(
+            _parsing.use(parser),
+            "action",
+            {
+                "settings": "The CACHEDCALL settings in effect.",
+                "backends": "Whether each cache alias cachedcall uses answers.",
+                "stats": "Hits, misses and errors per decorated function in this process.",
+                "reset": "Make every cachedcall entry unreachable, without a flush.",
+                "bump": "Mark a model, or one row of it, as changed.",
+            },
+        )
+        self._parsers["backends"].add_argument(
+            "aliases",
+            nargs="*",
+            type=_alias,
+            metavar="ALIAS",
+            help="probe these aliases of settings.CACHES (default: every alias cachedcall uses)",
+        )
+        bump = self._parsers["bump"]
+        bump.add_argument("model", type=_model, help="app_label.ModelName")
         bump.add_argument("--pk", help="bump this row (and its table) instead of the whole table")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        getattr(self, f"do_{options['action']}")(options)
+        try:
+            getattr(self, f"do_{options['action']}")(options)
+        except ImproperlyConfigured as exc:
+            # The system checks report these first, unless they were skipped (--skip-checks,
+            # call_command): a setting is wrong, not the command line.
+            raise CommandError(_parsing.one_line(str(exc))) from None
+
+    def _mistake(self, action: str, message: str) -> NoReturn:
+        """Report a mistake in the command line that only handle() could see."""
+        self._parsers[action].error(message)
 
     def do_settings(self, options: dict[str, Any]) -> None:
         current = conf.get()
@@ -56,7 +93,8 @@ class Command(BaseCommand):
 
     def do_backends(self, options: dict[str, Any]) -> None:
         failing = 0
-        for alias in self._aliases():
+        aliases = options["aliases"] or self._aliases()
+        for alias in aliases:
             try:
                 cache = backend.lookup(alias)
             except Exception as exc:
@@ -78,7 +116,8 @@ class Command(BaseCommand):
             failing += not answered
             self.stdout.write(f"{alias:<15} {state:<8} {type(cache).__name__}, set+get+delete {took:.1f} ms")
         if failing:
-            raise CommandError(f"{failing} cache alias(es) used by cachedcall do not answer.")
+            used = "named" if options["aliases"] else "used by cachedcall"
+            raise CommandError(f"{failing} of the {len(aliases)} cache alias(es) {used} do not answer.")
 
     def do_stats(self, options: dict[str, Any]) -> None:
         self.stdout.write(f"{'function':<60}{'hits':>8}{'misses':>8}{'errors':>8}")
@@ -100,22 +139,14 @@ class Command(BaseCommand):
         self.stdout.write("Every cachedcall entry is now unreachable (global generation bumped).")
 
     def do_bump(self, options: dict[str, Any]) -> None:
-        from django.apps import apps
-
-        try:
-            model = apps.get_model(options["model"])
-        except (LookupError, ValueError) as exc:
-            raise CommandError(f"{options['model']!r} names no installed model ({exc}).") from None
+        model: type[models.Model] = options["model"]
         item: Any = model
         if options["pk"] is not None:
-            try:
-                item = model._base_manager.get(pk=options["pk"])
-            except model.DoesNotExist:
-                item = model(pk=model._meta.pk.to_python(options["pk"]))  # a deleted row still bumps
+            item = self._row(model, options["pk"])
         try:
             bumps.bump(item)
-        except InvalidDependency as exc:
-            raise CommandError(str(exc)) from None
+        except InvalidDependency as exc:  # e.g. a model in CACHEDCALL["IGNORE_MODELS"]
+            self._mistake("bump", str(exc))
         if bumps.is_dirty():
             raise CommandError("The bump could not reach the cache; it will be retried by readers.")
         what = (
@@ -125,8 +156,70 @@ class Command(BaseCommand):
         )
         self.stdout.write(f"Bumped {what}.")
 
+    def _row(self, model: type[models.Model], raw: str) -> models.Model:
+        """The row of ``model`` whose pk is ``raw`` as typed, or an unsaved stand-in for it
+        when it was deleted (bumping a deleted row's version is what its readers need)."""
+        field = model._meta.pk
+        assert field is not None
+        try:
+            pk = field.to_python(raw)
+            field.run_validators(pk)
+        except ValidationError as exc:
+            self._mistake(
+                "bump", f"argument --pk: {raw!r} is not a pk of {model._meta.label}: {' '.join(exc.messages)}"
+            )
+        try:
+            row: models.Model = model._base_manager.get(pk=pk)
+        except ObjectDoesNotExist:
+            return model(pk=pk)
+        except OverflowError as exc:
+            # Django >= 5.0 finds no row for an integer out of the column's range; 4.2 on
+            # SQLite hands it to the driver, which cannot convert it.
+            self._mistake("bump", f"argument --pk: {raw!r} is not a pk of {model._meta.label}: {exc}")
+        except DatabaseError as exc:
+            raise CommandError(
+                _parsing.one_line(f"Reading {model._meta.label} pk={raw}: {type(exc).__name__}: {exc}")
+            ) from None
+        return row
+
     def _aliases(self) -> list[str]:
         current = conf.get()
         aliases = {current.cache, *current.counter_aliases}
         aliases.update(fc.cache_option for fc in list(registry) if fc.cache_option)
         return sorted(aliases)
+
+
+def _model(label: str) -> type[models.Model]:
+    """The installed model an ``app_label.ModelName`` argument names (argparse ``type=``)."""
+    from django.apps import apps
+
+    app_label, dot, name = label.partition(".")
+    if not (app_label and dot and name) or "." in name:
+        example = next((m._meta.label for m in apps.get_models()), "app_label.ModelName")
+        raise argparse.ArgumentTypeError(f"{label!r} is not an app_label.ModelName label, such as {example}")
+    try:
+        app = apps.get_app_config(app_label)
+    except LookupError:
+        labels = ", ".join(sorted(a.label for a in apps.get_app_configs()))
+        raise argparse.ArgumentTypeError(
+            f"{label!r}: no installed app has the label {app_label!r}; installed: {labels}"
+        ) from None
+    try:
+        return app.get_model(name)
+    except LookupError:
+        names = ", ".join(sorted(m.__name__ for m in app.get_models())) or "none"
+        raise argparse.ArgumentTypeError(
+            f"{label!r}: the app {app_label!r} has no model {name!r}; its models: {names}"
+        ) from None
+
+
+def _alias(name: str) -> str:
+    """A cache alias argument: one of ``settings.CACHES`` (argparse ``type=``)."""
+    from django.conf import settings
+
+    known = sorted(getattr(settings, "CACHES", {}) or {})
+    if name not in known:
+        raise argparse.ArgumentTypeError(
+            f"{name!r} is not an alias of settings.CACHES; its aliases: {', '.join(known) or 'none'}"
+        )
+    return name

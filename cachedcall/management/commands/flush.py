@@ -6,19 +6,37 @@ test cases flush the same way: ``TransactionTestCase`` (and pytest-django's
 ``transactional_db`` and ``live_server``) after each test. Being the ``flush`` command of an
 installed app, this one is what ``call_command("flush")`` runs; it calls
 :func:`cachedcall.reset` after the flush succeeded (one counter bump in each alias).
+A mistake in its command line (``--database`` that is not in DATABASES, an unknown option)
+is one line on stderr and exit status 2, as for ``manage.py cachedcall``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.core.management.base import CommandParser
 from django.core.management.commands import flush
+from django.db import connections
+
+from cachedcall.management.commands import _parsing
 
 
 class Command(flush.Command):
     help = f"{flush.Command.help} Then makes every cachedcall entry unreachable."
 
+    def add_arguments(self, parser: CommandParser) -> None:
+        self._parser = _parsing.use(parser)
+        super().add_arguments(self._parser)
+
     def handle(self, **options: Any) -> None:
+        known = tuple(connections)
+        if options["database"] not in known:
+            # Django >= 5.0 gives --database these choices itself; 4.2 raises
+            # ConnectionDoesNotExist from handle().
+            self._parser.error(
+                f"argument --database: invalid choice: {options['database']!r} "
+                f"(choose from {', '.join(map(repr, known))})"
+            )
         super().handle(**options)
         from cachedcall import bumps
 
