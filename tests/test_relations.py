@@ -9,6 +9,7 @@ import pytest
 from django.db import connection
 from django.db import transaction
 from django.test.utils import CaptureQueriesContext
+from django.test.utils import isolate_apps
 
 from cachedcall import cached
 from cachedcall import where
@@ -201,3 +202,47 @@ def test_what_a_delete_reaches_is_derived_from_the_models_without_a_query(django
         "p:v:testapp.clubclass",
         "p:v:testapp.clubclass:*",
     }
+
+
+@isolate_apps("tests.testapp")
+def test_database_level_actions_reach_on_through_database_cascades():
+    from django.db import models
+
+    from cachedcall.relations import delete_keys
+
+    # Django 6.1's database-level actions, where it has them; before, the Python ones
+    # whose children Django loads (CASCADE) or updates without a signal (SET_NULL).
+    db_cascade = getattr(models, "DB_CASCADE", models.CASCADE)
+    db_set_null = getattr(models, "DB_SET_NULL", models.SET_NULL)
+
+    class Root(models.Model):
+        class Meta:
+            app_label = "testapp"
+
+        pass
+
+    class Branch(models.Model):
+        class Meta:
+            app_label = "testapp"
+
+        root = models.ForeignKey(Root, on_delete=db_cascade)
+
+    class Leaf(models.Model):
+        class Meta:
+            app_label = "testapp"
+
+        branch = models.ForeignKey(Branch, on_delete=db_set_null, null=True)
+
+    keys = delete_keys(Root, "p")
+    if hasattr(models, "DB_CASCADE"):
+        # The database deletes the branches and nulls their leaves: no signal for either.
+        assert keys == [
+            "p:v:testapp.branch",
+            "p:v:testapp.branch:*",
+            "p:v:testapp.leaf",
+            "p:v:testapp.leaf:*",
+        ]
+    else:
+        # Branches are loaded and send post_delete; deleting one reaches its leaves.
+        assert keys == []
+        assert delete_keys(Branch, "p") == ["p:v:testapp.leaf", "p:v:testapp.leaf:*"]
