@@ -10,10 +10,11 @@ async code looks the backend up in its own context and hands it to a worker thre
 the blocking call (Django's ``a*`` methods are that same hop, one key at a time), except
 for backends that never block (LocMemCache), which run on the event loop.
 
-Process state: ``_readers``/``_writers`` (the fast path chosen per backend class),
-``_stores`` (one Store per alias, dropped when ``CACHES`` changes), each thread's backends
-(``_local``, per ``_generation`` of ``CACHES``); :func:`forget` resets them and the health
-counts.
+Which backend object a thread uses for an alias is :mod:`cachedcall.aliases`'.
+
+Process state: ``_readers``/``_writers`` (the fast path chosen per backend class) and
+``_stores`` (one Store per alias, dropped when ``CACHES`` changes); :func:`forget` resets
+them and the health counts.
 """
 
 from __future__ import annotations
@@ -21,19 +22,19 @@ from __future__ import annotations
 import logging
 import pickle
 import secrets
-import threading
 from collections.abc import Awaitable
 from collections.abc import Iterable
 from collections.abc import Sequence
 from typing import Any
 
-from django.core.cache import InvalidCacheBackendError
-from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.core.signals import setting_changed
 
+from cachedcall import aliases
 from cachedcall import fastpaths
 from cachedcall import health
+from cachedcall.aliases import cache_for
+from cachedcall.aliases import lookup
 from cachedcall.entry import MISSING
 
 __all__: list[str] = []
@@ -63,80 +64,14 @@ _DECODE_ERRORS = (
 TOO_LARGE: Any = type("TooLarge", (), {"__repr__": lambda self: "TOO_LARGE", "__slots__": ()})()
 _readers: dict[tuple[type, bool], Any] = {}
 _writers: dict[tuple[type, bool], Any] = {}
-_local = threading.local()
-_generation = 0
-
-
-# --- aliases ------------------------------------------------------------------------------------
-
-
-def cache_for(alias: str) -> BaseCache:
-    """Return this thread's backend for ``alias`` without asgiref's slower lookup each call."""
-    held: tuple[int, dict[str, BaseCache]] | None = getattr(_local, "held", None)
-    if held is None or held[0] != _generation:
-        held = _local.held = (_generation, {})
-    backend = held[1].get(alias)
-    if backend is None:
-        backend = held[1][alias] = fresh(alias) if getattr(_local, "fresh", False) else lookup(alias)
-    return backend
-
-
-def use_fresh_backends() -> None:
-    """Make this thread build a new backend per alias after each :func:`close_thread_caches`
-    instead of reusing ``caches[alias]``: a client keeps state across ``close()`` (pymemcache
-    marks a server dead for ``dead_timeout``), and a retry must try the server itself."""
-    _local.fresh = True
-
-
-def fresh(alias: str) -> BaseCache:
-    """A new backend for ``alias``, built from ``settings.CACHES`` as Django builds one."""
-    from django.conf import settings
-    from django.utils.module_loading import import_string
-
-    lookup(alias)  # the same error as everywhere for an alias that does not exist
-    params = dict(settings.CACHES[alias])
-    backend_cls = import_string(params.pop("BACKEND"))
-    location = params.pop("LOCATION", "")
-    built: BaseCache = backend_cls(location, params)
-    return built
-
-
-def lookup(alias: str) -> BaseCache:
-    """Return ``caches[alias]`` or raise a configuration error that says how to fix it."""
-    try:
-        found: BaseCache = caches[alias]
-        return found
-    except InvalidCacheBackendError as exc:
-        raise InvalidCacheBackendError(
-            f"cachedcall: there is no cache alias {alias!r} in settings.CACHES; add it, or "
-            f"pass cache='<alias>' / set CACHEDCALL['CACHE'] to one of: "
-            f"{', '.join(_known_aliases()) or '(none)'}."
-        ) from exc
-
-
-def _known_aliases() -> list[str]:
-    from django.conf import settings
-
-    return sorted(getattr(settings, "CACHES", {}) or {})
 
 
 def _caches_changed(*, setting: str, **kwargs: object) -> None:
-    global _generation
     if setting == "CACHES":
-        _generation += 1
         _stores.clear()
 
 
 setting_changed.connect(_caches_changed, dispatch_uid="cachedcall.backend.caches_changed")
-
-
-def close_thread_caches() -> None:
-    """Close the backends this thread opened (a thread of ours that no request ends)."""
-    held: tuple[int, dict[str, BaseCache]] | None = getattr(_local, "held", None)
-    if held is not None:
-        for cache in held[1].values():
-            cache.close()
-        _local.held = None
 
 
 # --- operations ---------------------------------------------------------------------------------
@@ -228,7 +163,9 @@ def write(cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any, r
         else:
             writer(cache, key, envelope, timeout)
     except Exception as exc:
-        if "too large" in str(exc).lower():  # memcached: SERVER_ERROR object too large for cache
+        # memcached says "SERVER_ERROR object too large for cache" (pymemcache raises it);
+        # pylibmc raises its TooBig, with no message (named, so as not to import pylibmc).
+        if "too large" in str(exc).lower() or type(exc).__name__ == "TooBig":
             health.count(health.too_large, alias)
             return TOO_LARGE
         health.failed(alias, "set", exc)
@@ -288,6 +225,11 @@ def seed(cache: BaseCache, alias: str, keys: Sequence[str], raw: bool = False) -
                 # add() said the counter exists, get() says it does not: the client is
                 # answering defaults instead of raising (a node in pymemcache's retry window).
                 raise ConnectionError("counter neither added nor readable")
+            if any(type(value) is not int for value in got.values()):
+                # Created meanwhile, and not a counter of ours (planted, or foreign: a raw read
+                # hands it back undecoded): nothing can be stamped with it, and a signed entry
+                # stamped with REFUSED would not even pickle. The next read drops and re-seeds it.
+                return None
             values.update(got)
     except Exception as exc:
         health.failed(alias, "add", exc)
@@ -394,10 +336,10 @@ def store(alias: str) -> Store:
 
 
 def forget() -> None:
-    """Reset this module's process state: counts, outage windows, chosen fast paths."""
-    global _generation
+    """Reset this module's process state and the threads' backends (:mod:`cachedcall.aliases`):
+    counts, outage windows, chosen fast paths."""
     health.forget()
     _readers.clear()
     _writers.clear()
     _stores.clear()
-    _generation += 1
+    aliases.forget()

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from cachedcall import backend
+from cachedcall import aliases
 from cachedcall import conf
 from cachedcall.keys import digest
 from cachedcall.versions import dependency_keys
@@ -37,7 +37,7 @@ def backend_seconds(timeout: Any, alias: str) -> Any:
     seconds = math.ceil(timeout)
     from django.core.cache.backends.memcached import BaseMemcachedCache
 
-    if seconds > MEMCACHED_MAX_TIMEOUT and isinstance(backend.lookup(alias), BaseMemcachedCache):
+    if seconds > MEMCACHED_MAX_TIMEOUT and isinstance(aliases.lookup(alias), BaseMemcachedCache):
         return MEMCACHED_MAX_TIMEOUT
     return seconds
 

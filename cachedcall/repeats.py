@@ -82,7 +82,7 @@ def _run() -> None:
 
 
 def _repeat(keys: list[str]) -> None:
-    from cachedcall import backend
+    from cachedcall import aliases
     from cachedcall import bumps
 
     try:
@@ -91,7 +91,7 @@ def _repeat(keys: list[str]) -> None:
         logger.debug("cachedcall: repeating bumps raised", exc_info=True)
     finally:
         if threading.current_thread() is _thread:
-            backend.close_thread_caches()  # our thread: no request_finished closes them
+            aliases.close_thread_caches()  # our thread: no request_finished closes them
 
 
 def flush(sleep: Callable[[float], None] = time.sleep) -> None:

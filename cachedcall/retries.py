@@ -39,10 +39,10 @@ def wake() -> None:
 
 
 def _run() -> None:
-    from cachedcall import backend
+    from cachedcall import aliases
     from cachedcall import bumps
 
-    backend.use_fresh_backends()
+    aliases.use_fresh_backends()
     pause = FIRST
     while bumps.is_dirty():
         time.sleep(pause)
@@ -50,7 +50,7 @@ def _run() -> None:
         try:
             retry_now()
         finally:
-            backend.close_thread_caches()  # a thread of ours: no request_finished closes them
+            aliases.close_thread_caches()  # a thread of ours: no request_finished closes them
 
 
 def retry_now() -> None:
