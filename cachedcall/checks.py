@@ -1,9 +1,10 @@
 """System checks: ``cachedcall.E001`` (unknown alias), ``E002`` (bad setting),
 ``E003`` (signing asked of a backend that unpickles before we can check),
-``E004`` (process-local counters for entries in a shared backend), ``W001`` (a memcached
-alias without client timeouts), ``W002`` (silent retries), ``W003`` (version counters in a
-memcached pool, where a returning node brings old ones back), ``W004`` (a Redis alias
-without socket timeouts)."""
+``E004`` (process-local counters for entries in a shared backend), ``E005`` (version
+counters in a backend whose ``incr`` is a read then a write, which loses bumps),
+``W001`` (a memcached alias without client timeouts), ``W002`` (silent retries), ``W003``
+(version counters in a memcached pool, where a returning node brings old ones back),
+``W004`` (a Redis alias without socket timeouts)."""
 
 from __future__ import annotations
 
@@ -12,21 +13,32 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 __all__: list[str] = []
 
 _MEMCACHED = "django.core.cache.backends.memcached.PyMemcacheCache"
 _REDIS = "django.core.cache.backends.redis.RedisCache"
+_DJANGO_REDIS = "django_redis.cache.RedisCache"
 # Backends whose data lives in one process: counters there are never seen by another.
 _PROCESS_LOCAL = (
     "django.core.cache.backends.locmem.LocMemCache",
     "django.core.cache.backends.dummy.DummyCache",
 )
-# The backends whose stored bytes cachedcall reads itself (or that live in this process).
+# The backends whose stored bytes cachedcall reads itself (or that live in this process),
+# subclasses included; django-redis only with a client class that stores as DefaultClient.
 _SIGNABLE = (
     _MEMCACHED,
-    "django.core.cache.backends.redis.RedisCache",
+    "django.core.cache.backends.memcached.PyLibMCCache",
+    _REDIS,
+    _DJANGO_REDIS,
     "django.core.cache.backends.locmem.LocMemCache",
+)
+# Backends whose incr is BaseCache's get() then set(): two processes bumping at once both
+# read n and both write n + 1, and one bump is lost (subclasses included).
+_NON_ATOMIC_INCR = (
+    "django.core.cache.backends.db.DatabaseCache",
+    "django.core.cache.backends.filebased.FileBasedCache",
 )
 
 
@@ -65,6 +77,20 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="cachedcall.W003",
             )
         )
+    for alias in sorted({current.counters_for(alias) for alias in used}):
+        backend = (caches.get(alias) or {}).get("BACKEND")
+        if _is_a(backend, _NON_ATOMIC_INCR):
+            messages.append(
+                checks.Error(
+                    f"cachedcall's version counters live in the alias {alias!r} ({backend}), whose "
+                    "incr() is a get() then a set(), not atomic: two writes bumping a counter at "
+                    "once advance it once, and entries that the lost bump should have made stale "
+                    "are served.",
+                    hint="Set CACHEDCALL['VERSIONS_CACHE'] to an alias of memcached or Redis (its "
+                    "incr is atomic); entries may stay in this alias.",
+                    id="cachedcall.E005",
+                )
+            )
     versions = caches.get(current.versions_cache or "") or {}
     if versions.get("BACKEND") in _PROCESS_LOCAL:
         shared = sorted(
@@ -93,15 +119,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 )
             )
             continue
-        if current.sign and config.get("BACKEND") not in _SIGNABLE:
-            messages.append(
-                checks.Error(
-                    f"CACHEDCALL['SIGN'] is on, but the alias {alias!r} ({config.get('BACKEND')}) "
-                    "unpickles what it reads before cachedcall can check a signature.",
-                    hint="Use PyMemcacheCache, RedisCache or LocMemCache for cachedcall's aliases.",
-                    id="cachedcall.E003",
-                )
-            )
+        if current.sign:
+            messages.extend(_unsignable(alias, config))
         if config.get("BACKEND") == _REDIS:
             options = config.get("OPTIONS") or {}
             if "socket_timeout" not in options or "socket_connect_timeout" not in options:
@@ -144,3 +163,63 @@ def _locations(location: Any) -> list[str]:
     if isinstance(location, str):
         return [part for part in location.replace(";", ",").split(",") if part.strip()]
     return list(location or [])
+
+
+def _backend_class(path: Any) -> type | None:
+    # The class BACKEND names; None when there is none (an alias missing from CACHES: E001)
+    # or it cannot be imported (Django's own checks and the first use of the alias say why).
+    if not isinstance(path, str):
+        return None
+    try:
+        found = import_string(path)
+    except (ImportError, TypeError, ValueError):
+        return None
+    return found if isinstance(found, type) else None
+
+
+def _is_a(path: Any, bases: tuple[str, ...]) -> bool:
+    """Whether the backend class ``path`` names is one of ``bases`` or a subclass of one."""
+    if path in bases:
+        return True
+    cls = _backend_class(path)
+    if cls is None:
+        return False
+    names = {f"{klass.__module__}.{klass.__qualname__}" for klass in cls.__mro__}
+    return not names.isdisjoint(bases)
+
+
+def _unsignable(alias: str, config: dict[str, Any]) -> list[checks.CheckMessage]:
+    """E003 for an alias whose backend would unpickle signed caches' reads, saying why."""
+    backend = config.get("BACKEND")
+    if not _is_a(backend, _SIGNABLE):
+        return [
+            checks.Error(
+                f"CACHEDCALL['SIGN'] is on, but the alias {alias!r} ({backend}) unpickles what it "
+                "reads before cachedcall can check a signature, and offers no way to read the "
+                "stored bytes without unpickling them.",
+                hint="Use PyMemcacheCache, PyLibMCCache, RedisCache, django-redis or LocMemCache "
+                "for cachedcall's aliases, or turn CACHEDCALL['SIGN'] off.",
+                id="cachedcall.E003",
+            )
+        ]
+    if not _is_a(backend, (_DJANGO_REDIS,)):
+        return []
+    path = (config.get("OPTIONS") or {}).get("CLIENT_CLASS", "django_redis.client.DefaultClient")
+    client = _backend_class(path)
+    if client is not None:
+        # Importable: django-redis is installed (the client class is of it, or of its users).
+        from cachedcall.fastpaths.django_redis import stores_like_default_client
+
+        if stores_like_default_client(client):
+            return []
+    return [
+        checks.Error(
+            f"CACHEDCALL['SIGN'] is on, but the django-redis alias {alias!r} uses the client class "
+            f"{path}, which stores values otherwise than DefaultClient (packed, or spread over "
+            "servers): cachedcall could only read them through django-redis, which unpickles "
+            "them before a signature can be checked.",
+            hint="Use OPTIONS['CLIENT_CLASS'] = 'django_redis.client.DefaultClient' (the default) "
+            "or 'django_redis.client.SentinelClient' for cachedcall's aliases.",
+            id="cachedcall.E003",
+        )
+    ]

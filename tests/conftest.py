@@ -93,15 +93,26 @@ def redis_server() -> Iterator[servers.Server]:
     server.stop()
 
 
+#: The real backends the behavioural suite runs on: Django's LocMemCache, PyMemcacheCache
+#: and RedisCache, django-redis, and Django's PyLibMCCache. The two memcached clients share
+#: the session's memcached server, the two Redis clients its Redis server (every test
+#: starts by clearing the alias).
+BACKEND_NAMES = ["locmem", "memcached", "redis", "django-redis", "pylibmc"]
+
+
 def _config(name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
     if name == "locmem":
         return dict(servers.LOCMEM)
     if name == "memcached":
         return servers.memcached_config(request.getfixturevalue("memcached_server"))
+    if name == "pylibmc":
+        return servers.pylibmc_config(request.getfixturevalue("memcached_server"))
+    if name == "django-redis":
+        return servers.django_redis_config(request.getfixturevalue("redis_server"))
     return servers.redis_config(request.getfixturevalue("redis_server"))
 
 
-@pytest.fixture(params=["locmem", "memcached", "redis"])
+@pytest.fixture(params=BACKEND_NAMES)
 def backend_name(request: pytest.FixtureRequest) -> Iterator[str]:
     """Run the test once per real backend, with that backend as the 'default' alias."""
     config = _config(request.param, request)

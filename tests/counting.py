@@ -9,8 +9,10 @@ import threading
 from collections import Counter
 
 from django.core.cache.backends.locmem import LocMemCache
+from django.core.cache.backends.memcached import PyLibMCCache
 from django.core.cache.backends.memcached import PyMemcacheCache
 from django.core.cache.backends.redis import RedisCache
+from django_redis.cache import RedisCache as DjangoRedisCache
 
 calls: Counter[str] = Counter()
 __all__ = ["Counter", "calls"]
@@ -44,10 +46,14 @@ def _counting(cls):
 CountingLocMemCache = _counting(LocMemCache)
 CountingPyMemcacheCache = _counting(PyMemcacheCache)
 CountingRedisCache = _counting(RedisCache)
+CountingDjangoRedisCache = _counting(DjangoRedisCache)
+CountingPyLibMCCache = _counting(PyLibMCCache)
 BACKENDS = {
     "locmem": "tests.counting.CountingLocMemCache",
     "memcached": "tests.counting.CountingPyMemcacheCache",
     "redis": "tests.counting.CountingRedisCache",
+    "django-redis": "tests.counting.CountingDjangoRedisCache",
+    "pylibmc": "tests.counting.CountingPyLibMCCache",
 }
 
 

@@ -102,6 +102,15 @@ MEMCACHED_OPTIONS = {
     "use_pooling": True,
 }
 REDIS_OPTIONS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
+# The same for django-redis (its own spelling) and for pylibmc (libmemcached's behaviors:
+# connect_timeout in milliseconds, send and receive timeouts in microseconds).
+DJANGO_REDIS_OPTIONS = {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5}
+PYLIBMC_BEHAVIORS = {
+    "connect_timeout": 500,
+    "send_timeout": 500_000,
+    "receive_timeout": 500_000,
+    "tcp_nodelay": True,
+}
 
 
 def memcached_config(server: Server, **options: object) -> dict[str, object]:
@@ -117,6 +126,24 @@ def redis_config(server: Server) -> dict[str, object]:
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": f"redis://{server.location}/0",
         "OPTIONS": dict(REDIS_OPTIONS),
+    }
+
+
+def django_redis_config(server: Server) -> dict[str, object]:
+    """django-redis (``django_redis.cache.RedisCache``) on a Redis server of the suite."""
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": f"redis://{server.location}/0",
+        "OPTIONS": dict(DJANGO_REDIS_OPTIONS),
+    }
+
+
+def pylibmc_config(server: Server) -> dict[str, object]:
+    """Django's PyLibMCCache on a memcached server of the suite."""
+    return {
+        "BACKEND": "django.core.cache.backends.memcached.PyLibMCCache",
+        "LOCATION": server.location,
+        "OPTIONS": {"behaviors": dict(PYLIBMC_BEHAVIORS)},
     }
 
 

@@ -45,22 +45,35 @@ def signed():
         yield
 
 
+# The backends under test by the server they talk to: pymemcache and pylibmc read and write
+# the same memcached items (same flags), Django's RedisCache and django-redis the same keys.
+MEMCACHED = {"memcached", "pylibmc"}
+REDIS = {"redis", "django-redis"}
+
+
+def _location():
+    # "127.0.0.1:<port>" for memcached, "redis://127.0.0.1:<port>/0" for Redis.
+    from django.conf import settings
+
+    return settings.CACHES["default"]["LOCATION"]
+
+
 def _raw_get(name, key):
     """The bytes the server holds under ``key`` (as given to Django's cache API)."""
     cache = caches["default"]
     made = cache.make_key(key)
-    if name == "memcached":
+    if name in MEMCACHED:
         from pymemcache.client.base import Client
 
-        client = Client(cache._servers[0])
+        client = Client(_location())
         try:
             return client.get(made)
         finally:
             client.close()
-    if name == "redis":
+    if name in REDIS:
         import redis
 
-        client = redis.Redis.from_url(cache._servers[0])
+        client = redis.Redis.from_url(_location())
         try:
             return client.get(made)
         finally:
@@ -71,30 +84,41 @@ def _raw_get(name, key):
 def _plant(name, key, data, pickle_flag=True, flags=None):
     """Store ``data`` under ``key`` the way someone with network access to the server could.
 
-    :param flags: memcached's flags for the item (default: 1, pymemcache's pickle flag, or 0).
+    :param flags: memcached's flags for the item (default: 1, the pickle flag of pymemcache
+        and pylibmc, or 0).
     """
     cache = caches["default"]
     made = cache.make_key(key)
-    if name == "memcached":
+    if name in MEMCACHED:
         from pymemcache.client.base import Client
 
-        client = Client(cache._servers[0])
+        client = Client(_location())
         try:
-            # flags 1: pymemcache's FLAG_PICKLE, which its pickle serde unpickles on read.
+            # flags 1: FLAG_PICKLE, which both clients unpickle on read.
             flags = (1 if pickle_flag else 0) if flags is None else flags
             assert client.set(made, data, noreply=False, flags=flags)
         finally:
             client.close()
-    elif name == "redis":
+    elif name in REDIS:
         import redis
 
-        client = redis.Redis.from_url(cache._servers[0])
+        client = redis.Redis.from_url(_location())
         try:
             client.set(made, data)
         finally:
             client.close()
     else:
         cache.set(key, data)  # in-process: the stored value is the bytes themselves
+
+
+def test_the_planted_pickle_is_one_the_backends_own_reads_would_unpickle(backend_name):
+    # What the tests below plant is what the client unpickles when read through Django's API,
+    # so that "never unpickled" is a claim about a real attack on each backend.
+    _plant(backend_name, "cc:planted", pickle.dumps(Planted()))
+    caches["default"].get("cc:planted")
+    # LocMemCache: what this process stores there are the bytes themselves (nobody else
+    # can reach it), so Django hands them back as bytes.
+    assert ran == ([] if backend_name == "locmem" else ["planted pickle executed"])
 
 
 def test_signed_entries_round_trip_and_are_stored_as_signed_bytes(backend_name):
@@ -181,9 +205,16 @@ def test_entries_signed_with_a_fallback_secret_still_verify(backend_name):
 def test_signing_with_a_backend_that_unpickles_first_is_a_system_check_error(backend_path):
     with override_settings(CACHES={"default": {"BACKEND": backend_path, "LOCATION": "x"}}):
         messages = check_settings()
-    assert [m.id for m in messages if m.id.startswith("cachedcall.E00") and m.id != "cachedcall.E001"] == [
-        "cachedcall.E003"
+    # E005 too: the counters live beside the entries there (tests/test_checks.py).
+    assert sorted(
+        m.id for m in messages if m.id.startswith("cachedcall.E00") and m.id != "cachedcall.E001"
+    ) == [
+        "cachedcall.E003",
+        "cachedcall.E005",
     ]
+    (e003,) = [m for m in messages if m.id == "cachedcall.E003"]
+    assert "unpickles what it reads before cachedcall can check a signature" in e003.msg
+    assert "PyLibMCCache" in e003.hint and "django-redis" in e003.hint
 
 
 def test_signing_is_accepted_for_the_backend_under_test():

@@ -1,12 +1,15 @@
-"""Faster ``get_many``/``set`` for Django's LocMemCache, PyMemcacheCache and RedisCache,
-same results, behind gates on the private members they use.
+"""Faster ``get_many``/``set`` for Django's LocMemCache, PyMemcacheCache, PyLibMCCache and
+RedisCache, same results, behind gates on the private members they use; the raw reads of
+signed caches on those and on django-redis.
 
 Django validates every key character by character in Python, pymemcache's ``HashClient``
 hashes every key with a pure-Python murmur3 even when there is one server, and Django's
 RedisCache builds a new ``redis.Redis`` for every operation; for the several keys of one
 cachedcall read (entry, generations, versions) that is most of a hit. Our keys are valid by
-construction, so the fast paths skip that work: :mod:`.locmem`, :mod:`.pymemcache` and
-:mod:`.redis` hold them.
+construction, so the fast paths skip that work: :mod:`.locmem`, :mod:`.pymemcache`,
+:mod:`.pylibmc` and :mod:`.redis` hold them. django-redis's own ``get_many`` is one ``MGET``
+on a client it keeps, with nothing to skip: it has no fast reader, only the raw paths of
+:mod:`.django_redis`.
 
 They use private members of Django, pymemcache and Django's Redis client. Each module lists
 the members of each of its fast paths in a ``REQUIRES`` table, and the gates here check them
@@ -26,11 +29,18 @@ the members and the installed versions, and the public API runs instead:
   raw reader and writer raise :class:`~django.core.exceptions.ImproperlyConfigured` at
   every use, saying why: ``backend`` counts that as a failing alias, logs it once, and
   calls run uncached. Nothing read is unpickled, and nothing is served unverified.
+  PyLibMCCache is guarded like memcached (a client whose ``deserialize`` refuses pickles);
+  django-redis is read and written raw through its ``get_client``; without their members
+  the raw paths raise likewise.
 - LocMemCache lives in this process, out of reach of whoever could plant an entry, so its
-  raw reads are its plain reads.
+  raw reads are its plain reads; DummyCache stores nothing.
+- Any other backend (the database, files, a class of a third party) unpickles in its
+  ``get_many`` and has no raw read: its raw reader raises likewise (system check
+  ``cachedcall.E003`` says so before that).
 
-Verified against Django 5.2.19, pymemcache 4.0.0 and redis 8.1.0; ``tests/test_contracts.py``
-fails on the upgrade that removes a gated member.
+Verified against Django 5.2.19, pymemcache 4.0.0, pylibmc 1.6.3, redis 8.1.0 and
+django-redis 7.0.0; ``tests/test_contracts.py`` fails on the upgrade that removes a gated
+member.
 
 Process state: ``_verdicts`` (the missing members found per fast path, memoized) and
 ``_specimens`` (one throwaway instance per class whose members exist only on instances);
@@ -65,6 +75,16 @@ Member = tuple[type, str]
 #: of ours, in a signed cache): never unpickled, so never executed.
 REFUSED: Any = type("Refused", (), {"__repr__": lambda self: "REFUSED", "__slots__": ()})()
 
+
+def raw_value(value: bytes) -> Any:
+    """A value as a raw Redis read returns it: an int where the bytes are one (a counter,
+    stored as a Redis integer), else the bytes as stored."""
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
 _verdicts: dict[str, tuple[str, ...]] = {}
 _specimens: dict[type, object] = {}
 # Held while a verdict is reached, so that two threads selecting at once log it once.
@@ -79,7 +99,9 @@ def reader_for(cls: type, raw: bool = False) -> Reader | None:
         values come back as stored bytes or ints (LocMemCache lives in this process, out of
         reach of whoever could plant an entry).
     """
+    from django.core.cache.backends.dummy import DummyCache
     from django.core.cache.backends.locmem import LocMemCache
+    from django.core.cache.backends.memcached import PyLibMCCache
     from django.core.cache.backends.memcached import PyMemcacheCache
     from django.core.cache.backends.redis import RedisCache
 
@@ -114,6 +136,26 @@ def reader_for(cls: type, raw: bool = False) -> Reader | None:
         if stock and _open(redis, "redis.read", "Django's own RedisCache.get_many runs instead"):
             return redis.read
         return None
+    if issubclass(cls, PyLibMCCache):
+        from cachedcall.fastpaths import pylibmc
+
+        if raw and not _open(pylibmc, "pylibmc.raw_guard", "signed reads fail (calls run uncached)"):
+            return _Unavailable(pylibmc, "pylibmc.raw_guard", "read memcached's stored bytes")
+        stock = cls.get_many is PyLibMCCache.get_many
+        fast = stock and _open(pylibmc, "pylibmc.read", "Django's own PyLibMCCache.get_many runs instead")
+        if raw:
+            return pylibmc.raw_read if fast else pylibmc.guarded_read
+        return pylibmc.read if fast else None
+    if _is_django_redis(cls):
+        if not raw:
+            return None  # its get_many is one MGET on a kept client already
+        from cachedcall.fastpaths import django_redis
+
+        if _open(django_redis, "django_redis.raw", "signed reads and writes fail (calls run uncached)"):
+            return django_redis.raw_read
+        return _Unavailable(django_redis, "django_redis.raw", "read Redis's stored bytes")
+    if raw and not issubclass(cls, DummyCache):
+        return _Unsigned(cls)
     return None
 
 
@@ -121,8 +163,8 @@ def writer_for(cls: type, raw: bool = False) -> Writer | None:
     """A faster ``set`` for the stock LocMemCache and PyMemcacheCache, or ``None``.
 
     :param cls: the backend class.
-    :param raw: the writer of signed bytes; Redis must store them unpickled (memcached
-        stores bytes as they are anyway).
+    :param raw: the writer of signed bytes; Redis (Django's and django-redis) must store
+        them unpickled (memcached stores bytes as they are anyway).
     """
     from django.core.cache.backends.locmem import LocMemCache
     from django.core.cache.backends.memcached import PyMemcacheCache
@@ -148,7 +190,20 @@ def writer_for(cls: type, raw: bool = False) -> Writer | None:
         if path == "redis.raw_via_get_client":
             return redis.raw_write_via_get_client
         return _Unavailable(redis, "redis.raw_via_get_client", "store signed bytes in Redis")
+    if raw and _is_django_redis(cls):
+        from cachedcall.fastpaths import django_redis
+
+        if _open(django_redis, "django_redis.raw", "signed reads and writes fail (calls run uncached)"):
+            return django_redis.raw_write
+        return _Unavailable(django_redis, "django_redis.raw", "store signed bytes in Redis")
     return None
+
+
+def _is_django_redis(cls: type) -> bool:
+    # Without importing django-redis (an optional dependency): a backend class of it has
+    # been imported, and its module with it.
+    module = sys.modules.get("django_redis.cache")
+    return module is not None and issubclass(cls, module.RedisCache)
 
 
 def in_memory(reader: Reader | None) -> bool:
@@ -178,6 +233,21 @@ class _Unavailable:
             f"unpickling them, and the installed {_versions(members, lacking)} has no such "
             "member; calls run uncached. Install the versions that cachedcall.fastpaths names "
             "as verified, or a cachedcall release that supports these."
+        )
+
+    def __call__(self, cache: Any, *args: Any) -> Any:
+        raise ImproperlyConfigured(self.message)
+
+
+class _Unsigned:
+    """The raw reader of a backend that has none (its ``get_many`` unpickles): it raises at
+    every use, rather than let a signed cache unpickle what it read."""
+
+    def __init__(self, cls: type) -> None:
+        self.message = (
+            f"cachedcall: CACHEDCALL['SIGN'] is on, but {cls.__module__}.{cls.__qualname__} "
+            "unpickles what it reads before cachedcall can check a signature; calls run "
+            "uncached (system check cachedcall.E003)."
         )
 
     def __call__(self, cache: Any, *args: Any) -> Any:

@@ -26,6 +26,8 @@ from typing import Any
 from django.core.cache.backends.redis import RedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 
+from cachedcall.fastpaths import raw_value
+
 __all__: list[str] = []
 
 #: The members of Django's Redis backend each fast path uses.
@@ -77,7 +79,7 @@ def raw_read(cache: Any, keys: Sequence[str]) -> dict[str, Any]:
     client = _redis_client(cache._cache, False)
     made = [cache.make_key(key) for key in keys]
     values = client.mget(made)
-    return {key: _raw_value(value) for key, value in zip(keys, values, strict=True) if value is not None}
+    return {key: raw_value(value) for key, value in zip(keys, values, strict=True) if value is not None}
 
 
 def raw_write(cache: Any, key: str, value: Any, timeout: Any) -> None:
@@ -96,7 +98,7 @@ def raw_read_via_get_client(cache: Any, keys: Sequence[str]) -> dict[str, Any]:
     client = cache._cache.get_client(write=False)
     made = [cache.make_key(key) for key in keys]
     values = client.mget(made)
-    return {key: _raw_value(value) for key, value in zip(keys, values, strict=True) if value is not None}
+    return {key: raw_value(value) for key, value in zip(keys, values, strict=True) if value is not None}
 
 
 def raw_write_via_get_client(cache: Any, key: str, value: Any, timeout: Any) -> None:
@@ -108,13 +110,6 @@ def raw_write_via_get_client(cache: Any, key: str, value: Any, timeout: Any) -> 
         client.delete(made)
     else:
         client.set(made, value, ex=timeout)
-
-
-def _raw_value(value: bytes) -> Any:
-    try:
-        return int(value)
-    except ValueError:
-        return value
 
 
 def _redis_client(redis_client: Any, write: bool) -> Any:
