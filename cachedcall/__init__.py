@@ -8,6 +8,9 @@ from __future__ import annotations
 from cachedcall.bumps import bump
 from cachedcall.bumps import reset
 from cachedcall.decorators import cached
+from cachedcall.events import Event
+from cachedcall.events import Subscription
+from cachedcall.events import subscribe
 from cachedcall.exceptions import CachedCallError
 from cachedcall.exceptions import InvalidDependency
 from cachedcall.exceptions import InvalidOption
@@ -29,8 +32,10 @@ __all__ = [
     "CachedCallError",
     "CachedCallManager",
     "CachedCallQuerySet",
+    "Event",
     "InvalidDependency",
     "InvalidOption",
+    "Subscription",
     "UnkeyableArgument",
     "bump",
     "cached",
@@ -40,5 +45,6 @@ __all__ = [
     "is_enabled",
     "reset",
     "stats",
+    "subscribe",
     "where",
 ]

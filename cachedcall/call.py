@@ -102,7 +102,7 @@ def call(
     state, value, versions, stored = values.classify(fc, fc.read(key, counter_keys), key, counter_keys, args)
     if state is HIT:
         if events.active:
-            events.emit(fc, key, events.HIT, time.perf_counter() - started)
+            events.emit(fc, key, events.HIT, time.perf_counter() - started, depends=counter_keys)
         return value
     miss = Miss(key, counter_keys, versions, state, started, fc.full_args(instance, args), kwargs)
     slot = (key, threading.get_ident())
@@ -128,7 +128,7 @@ async def acall(
     )
     if state is HIT:
         if events.active:
-            events.emit(fc, key, events.HIT, time.perf_counter() - started)
+            events.emit(fc, key, events.HIT, time.perf_counter() - started, depends=counter_keys)
         return value
     miss = Miss(key, counter_keys, versions, state, started, fc.full_args(instance, args), kwargs)
     # Tasks of one event loop share flights per loop: the slot is the loop and the key.
@@ -195,7 +195,9 @@ def after_miss(fc: FunctionCache, miss: Miss, stored: Entry | None, slot: tuple[
         if value is not MISSING:
             fc.finish(miss.flight, miss.key, found)
             if events.active:
-                events.emit(fc, miss.key, events.HIT, time.perf_counter() - miss.started)
+                events.emit(
+                    fc, miss.key, events.HIT, time.perf_counter() - miss.started, depends=miss.counter_keys
+                )
             return value
     return (yield from compute(fc, miss))
 
@@ -292,7 +294,7 @@ def compute(fc: FunctionCache, miss: Miss) -> Steps:
     if miss.lock is not None:
         yield (STORE, fc.store, "delete", [miss.lock])
     if events.active:
-        fc.report(key, miss.state is FAILED, bool(stored), miss.started)
+        fc.report(key, miss.state is FAILED, bool(stored), miss.started, miss.counter_keys)
     return result
 
 

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
+from cachedcall import aliases
 from cachedcall import backend
 from cachedcall import bumps
 from cachedcall import conf
@@ -168,7 +169,7 @@ class FunctionCache:
         if self.stale or self.early:
             fresh = self.store_timeout
             if fresh is DEFAULT_TIMEOUT:
-                fresh = backend.lookup(self.alias).default_timeout
+                fresh = aliases.lookup(self.alias).default_timeout
             if fresh:
                 self.fresh_for = fresh
                 self.store_timeout = fresh + self.stale
@@ -247,7 +248,7 @@ class FunctionCache:
         if bumps.unsettled():
             outcome = bumps.bypass(counter_keys)
             if outcome is not None:
-                events.emit(self, key, outcome, 0.0)
+                events.emit(self, key, outcome, 0.0, depends=counter_keys)
                 return None
         return key, counter_keys
 
@@ -258,7 +259,7 @@ class FunctionCache:
         if not self.split:
             # The hit path: backend.read itself rather than through Store.read, one frame
             # (~70 ns, 1 % of a locmem hit) less.
-            return backend.read(backend.cache_for(self.alias), self.alias, [key, *counter_keys], self.sign)
+            return backend.read(aliases.cache_for(self.alias), self.alias, [key, *counter_keys], self.sign)
         counters = self.counters.read(counter_keys, self.sign)
         if counters is None:
             return None
@@ -284,11 +285,11 @@ class FunctionCache:
         if flight is not None and self.flights is not None:
             self.flights.land(flight[0], flight[1], key, None if stored is MISSING else stored, error)
 
-    def report(self, key: str, failed: bool, stored: bool, started: float) -> None:
+    def report(self, key: str, failed: bool, stored: bool, started: float, counter_keys: list[str]) -> None:
         elapsed = time.perf_counter() - started
-        events.emit(self, key, events.ERROR if failed else events.MISS, elapsed)
+        events.emit(self, key, events.ERROR if failed else events.MISS, elapsed, depends=counter_keys)
         if stored:
-            events.emit(self, key, events.STORED, elapsed)
+            events.emit(self, key, events.STORED, elapsed, depends=counter_keys)
 
     # -- explicit invalidation ----------------------------------------------------------------
 
