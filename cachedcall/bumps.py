@@ -64,9 +64,12 @@ def unsettled() -> bool:
 def bypass(keys: list[str]) -> str | None:
     """Why a call reading ``keys`` must bypass the cache (``"error"``: a bump of one of them
     failed and its retry too; ``"pending"``: one waits for a commit), or ``None``."""
+    # Counted here, where it is decided (stats()["bypassed"]); only calls that bypass pay.
     if _dirty and not retry_dirty(keys):
+        health.count(health.bypassed, "error")
         return "error"
     if has_pending() and any_pending(keys):
+        health.count(health.bypassed, "pending")
         return "pending"
     return None
 

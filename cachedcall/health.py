@@ -6,8 +6,9 @@ outage (a value refused for its size, an entry that did not decode, a bad signat
 counted apart, and :func:`stats` reports it all.
 
 Process state: the counts per alias (:data:`errors`, :data:`bad_signatures`,
-:data:`bump_failures`, :data:`too_large`, :data:`corrupt`) and the open outage windows
-(``_down``: alias -> since when), under ``_lock``; :func:`forget` resets them.
+:data:`bump_failures`, :data:`too_large`, :data:`corrupt`), the calls that bypassed the
+cache per reason (:data:`bypassed`), and the open outage windows (``_down``: alias -> since
+when), under ``_lock``; :func:`forget` resets them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ corrupt: Counter[str] = Counter()
 too_large: Counter[str] = Counter()
 #: Entries that failed their signature check, per alias (``CACHEDCALL["SIGN"]``).
 bad_signatures: Counter[str] = Counter()
+#: Calls that bypassed the cache (no read, no write) because of a bump, per reason:
+#: ``"pending"`` (one waits for this thread's commit), ``"error"`` (one failed and its retry
+#: too). Per reason, not per alias: the decision is made before any alias is read.
+bypassed: Counter[str] = Counter()
 #: The aliases in an outage window, and since when (monotonic).
 _down: dict[str, float] = {}
 _lock = threading.Lock()
@@ -77,6 +82,7 @@ def stats() -> dict[str, Any]:
             "bump_failures": dict(bump_failures),
             "too_large": dict(too_large),
             "corrupt": dict(corrupt),
+            "bypassed": dict(bypassed),
         }
 
 
@@ -99,6 +105,6 @@ def is_down(alias: str) -> bool:
 def forget() -> None:
     """Reset every count and close every outage window, without logging."""
     with _lock:
-        for counter in (errors, bad_signatures, bump_failures, too_large, corrupt):
+        for counter in (errors, bad_signatures, bump_failures, too_large, corrupt, bypassed):
             counter.clear()
         _down.clear()

@@ -246,7 +246,15 @@ def test_forget_process_state_resets_what_every_module_keeps():
     forget_process_state()
     assert switch.forced() is None
     counts = health.stats()
-    assert set(counts) == {"errors", "down", "bad_signatures", "bump_failures", "too_large", "corrupt"}
+    assert set(counts) == {
+        "errors",
+        "down",
+        "bad_signatures",
+        "bump_failures",
+        "too_large",
+        "corrupt",
+        "bypassed",
+    }
     assert all(not value for value in counts.values())
     assert not events.active
     assert signing._keys is None and not versions._shapes

@@ -28,7 +28,7 @@ from django.core.management.base import CommandParser
 from django.db import DatabaseError
 from django.db import models
 
-from cachedcall import backend
+from cachedcall import aliases
 from cachedcall import bumps
 from cachedcall import conf
 from cachedcall import health
@@ -93,10 +93,10 @@ class Command(BaseCommand):
 
     def do_backends(self, options: dict[str, Any]) -> None:
         failing = 0
-        aliases = options["aliases"] or self._aliases()
-        for alias in aliases:
+        names = options["aliases"] or self._aliases()
+        for alias in names:
             try:
-                cache = backend.lookup(alias)
+                cache = aliases.lookup(alias)
             except Exception as exc:
                 self.stdout.write(f"{alias:<15} MISSING  {exc}")
                 failing += 1
@@ -117,7 +117,7 @@ class Command(BaseCommand):
             self.stdout.write(f"{alias:<15} {state:<8} {type(cache).__name__}, set+get+delete {took:.1f} ms")
         if failing:
             used = "named" if options["aliases"] else "used by cachedcall"
-            raise CommandError(f"{failing} of the {len(aliases)} cache alias(es) {used} do not answer.")
+            raise CommandError(f"{failing} of the {len(names)} cache alias(es) {used} do not answer.")
 
     def do_stats(self, options: dict[str, Any]) -> None:
         self.stdout.write(f"{'function':<60}{'hits':>8}{'misses':>8}{'errors':>8}")
@@ -127,7 +127,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"backend errors: {snapshot['errors'] or 'none'}; down now: {snapshot['down'] or 'none'}"
         )
-        for name in ("bad_signatures", "corrupt", "too_large", "bump_failures"):
+        for name in ("bad_signatures", "corrupt", "too_large", "bump_failures", "bypassed"):
             self.stdout.write(f"{name.replace('_', ' ')}: {snapshot[name] or 'none'}")
         if bumps.is_dirty():
             self.stdout.write(f"bumps waiting for a retry: {', '.join(bumps.dirty_keys())}")
@@ -184,9 +184,9 @@ class Command(BaseCommand):
 
     def _aliases(self) -> list[str]:
         current = conf.get()
-        aliases = {current.cache, *current.counter_aliases}
-        aliases.update(fc.cache_option for fc in list(registry) if fc.cache_option)
-        return sorted(aliases)
+        used = {current.cache, *current.counter_aliases}
+        used.update(fc.cache_option for fc in list(registry) if fc.cache_option)
+        return sorted(used)
 
 
 def _model(label: str) -> type[models.Model]:
