@@ -78,11 +78,51 @@ def test_with_transactional_db(cachedcall_events):
 # /README
 
 
+# README: subscribe
+def test_a_subscription_sees_every_call(db):
+    import cachedcall
+
+    seen = []
+    with cachedcall.subscribe(seen.append):  # or keep the Subscription; .unsubscribe()
+        club_names()
+        club_names()
+    assert [e.outcome for e in seen if e.is_call] == ["miss", "hit"]
+    assert seen[-1].dependencies[-1].endswith(":v:testapp.club")  # the counters it checked
+
+
+# /README
+
+
+# README: prometheus
+def test_calls_are_exported_to_prometheus(db):
+    from prometheus_client import CollectorRegistry
+
+    from cachedcall.contrib.prometheus import export
+
+    registry = CollectorRegistry()
+    exporter = export(registry)  # once, e.g. in AppConfig.ready(); exporter.close() undoes it
+    club_names()
+    club_names()
+    labels = {"function": "tests.test_readme_recipes.club_names", "outcome": "hit"}
+    assert registry.get_sample_value("cachedcall_calls_total", labels) == 1
+    exporter.close()
+
+
+# /README
+
+
 def test_every_recipe_is_in_the_readme_as_written():
     source = Path(__file__).read_text()
     readme = (Path(__file__).resolve().parent.parent / "README.rst").read_text()
     recipes = re.findall(r"# README: (\S+)\n(.*?)# /README\n", source, flags=re.S)
-    assert [name for name, _ in recipes] == ["function", "TestCase", "TransactionTestCase", "pytest"]
+    assert [name for name, _ in recipes] == [
+        "function",
+        "TestCase",
+        "TransactionTestCase",
+        "pytest",
+        "subscribe",
+        "prometheus",
+    ]
     for name, body in recipes:
         body = body.rstrip() + "\n"
         indented = "".join(f"    {line}" if line.strip() else line for line in body.splitlines(True))
