@@ -276,6 +276,7 @@ def _target_key(path: ReadPath, target: str) -> str:
     if target == "function-generation":
         fc = function_cache(path.function)
         assert fc is not None
+        fc.setup()  # resolved on the first call, which random order may not have made yet
         return fc.generation_keys[1]
     assert target == "model-version"
     return names.key("v:" + MODEL.lower())
