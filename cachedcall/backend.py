@@ -12,13 +12,15 @@ for backends that never block (LocMemCache), which run on the event loop.
 
 Which backend object a thread uses for an alias is :mod:`cachedcall.aliases`'.
 
-Process state: ``_readers``/``_writers`` (the fast path chosen per backend class) and
+Process state: ``_readers``/``_writers``/``_incrementers`` (the fast path chosen per
+backend class), ``_FOREIGN`` (the exception classes of a refused increment) and
 ``_stores`` (one Store per alias, dropped when ``CACHES`` changes); :func:`forget` resets
 them and the health counts.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import pickle
 import secrets
@@ -64,6 +66,8 @@ _DECODE_ERRORS = (
 TOO_LARGE: Any = type("TooLarge", (), {"__repr__": lambda self: "TOO_LARGE", "__slots__": ()})()
 _readers: dict[tuple[type, bool], Any] = {}
 _writers: dict[tuple[type, bool], Any] = {}
+_incrementers: dict[type, Any] = {}
+_FOREIGN: tuple[type[BaseException], ...] | None = None
 
 
 def _caches_changed(*, setting: str, **kwargs: object) -> None:
@@ -237,18 +241,50 @@ def seed(cache: BaseCache, alias: str, keys: Sequence[str], raw: bool = False) -
     return values
 
 
+def _incrementer(cache: BaseCache) -> Any:
+    incrementer = _incrementers.get(type(cache), MISSING)
+    if incrementer is MISSING:
+        incrementer = _incrementers[type(cache)] = fastpaths.incrementer_for(type(cache))
+    return incrementer
+
+
+def _foreign_value_errors() -> tuple[type[BaseException], ...]:
+    """What a backend's ``incr`` raises when the server answered that the stored value is
+    no integer (planted, or written by someone else): public exception classes of each
+    client library that is installed; never what a lost connection raises."""
+    global _FOREIGN
+    if _FOREIGN is None:
+        found: list[type[BaseException]] = [TypeError]  # LocMemCache: bytes + 1
+        for module, name in (
+            ("pymemcache.exceptions", "MemcacheClientError"),  # "non-numeric value"
+            ("redis.exceptions", "ResponseError"),  # "value is not an integer"
+            ("pylibmc", "ClientError"),
+        ):
+            try:
+                found.append(getattr(importlib.import_module(module), name))
+            except (ImportError, AttributeError):
+                pass
+        _FOREIGN = tuple(found)
+    return _FOREIGN
+
+
 def incr(cache: BaseCache, alias: str, key: str) -> bool:
     """Advance a counter atomically, creating it if it is missing; return success.
 
     ``incr`` is atomic on every backend; a missing counter is created with ``add`` and a
-    fresh random value, and if another process created it first we ``incr`` that one.
+    fresh random value, and if another process created it first we ``incr`` that one. A
+    value there that is no integer (planted, or someone else's) cannot be advanced: it is
+    deleted and re-seeded like a missing one, which is a bump too (a new random value).
     """
     try:
+        incrementer = _incrementer(cache)
         for _ in range(3):
             try:
-                value = cache.incr(key)
+                value = cache.incr(key) if incrementer is None else incrementer(cache, key)
             except ValueError:
                 pass
+            except _foreign_value_errors():
+                cache.delete(key)
             else:
                 # pymemcache's HashClient answers False instead of raising while it retries
                 # a failing node: that is not a bump.
@@ -341,5 +377,6 @@ def forget() -> None:
     health.forget()
     _readers.clear()
     _writers.clear()
+    _incrementers.clear()
     _stores.clear()
     aliases.forget()

@@ -12,18 +12,23 @@ Process state, all of it reset by :func:`forget`:
 
 - ``_dirty`` (under ``_dirty_lock``): counters whose bump failed; calls that depend on
   one bypass the cache here until a retry succeeds, so a lost bump serves nothing stale.
-- ``_retried``: when every dirty counter was last retried (at most once a second).
-  (:mod:`cachedcall.retries` retries the dirty bumps from a thread of its own.)
-- ``_local.pending`` (per thread): bumps waiting for a commit, by key; pruned lazily.
-- ``_local.rows`` (per thread): row bumps per model in this transaction (:data:`ROW_LIMIT`).
+  :mod:`cachedcall.retries` retries them from a thread of its own.
+- ``_pending_bumps`` (a context variable): bumps waiting for a commit, by key; pruned
+  lazily. A context variable rather than a thread-local because asgiref carries contexts
+  across its hops: an ``async`` function run by ``async_to_sync()`` inside the writer's
+  ``atomic()`` block runs in another thread, yet its queries come back to the writer's
+  connection and read its uncommitted rows, so it must see the writer's pending bumps and
+  bypass. A plain thread starts with a context of its own, as it had a thread-local.
+- ``_row_counts_var`` (a context variable): row bumps per model in this transaction
+  (:data:`ROW_LIMIT`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS
@@ -48,8 +53,10 @@ ROW_LIMIT = 100
 
 _dirty: set[str] = set()
 _dirty_lock = threading.Lock()
-_retried = [0.0]
-_local = threading.local()
+_pending_bumps: ContextVar[dict[str, _Pending] | None] = ContextVar("cachedcall_pending", default=None)
+_row_counts_var: ContextVar[tuple[object, dict[str, int]] | None] = ContextVar(
+    "cachedcall_rows", default=None
+)
 
 
 # --- what the other modules and the testing helpers may ask ---------------------------------
@@ -58,14 +65,17 @@ _local = threading.local()
 def unsettled() -> bool:
     """Whether a call may have to bypass: a failed bump, a pending one, or one owed to a
     test's transaction. One cheap call for the hit path; :func:`bypass` tells."""
-    return bool(_dirty) or testworld.active or bool(getattr(_local, "pending", None))
+    return bool(_dirty) or testworld.active or bool(_pending_bumps.get())
 
 
 def bypass(keys: list[str]) -> str | None:
     """Why a call reading ``keys`` must bypass the cache (``"error"``: a bump of one of them
     failed and its retry too; ``"pending"``: one waits for a commit), or ``None``."""
     # Counted here, where it is decided (stats()["bypassed"]); only calls that bypass pay.
-    if _dirty and not retry_dirty(keys):
+    # Not retried here: in a partition a retry costs this caller a socket timeout, and the
+    # retry thread lands the bump within retries.LONGEST of the store answering again.
+    if _dirty and not _dirty.isdisjoint(keys):
+        retries.wake()  # running already, unless a test's forget() stopped it
         health.count(health.bypassed, "error")
         return "error"
     if has_pending() and any_pending(keys):
@@ -79,7 +89,7 @@ def has_pending() -> bool:
 
     It may say True of a record a rollback dropped; :func:`is_pending` tells for sure.
     """
-    return bool(getattr(_local, "pending", None)) or testworld.watching()
+    return bool(_pending_bumps.get()) or testworld.watching()
 
 
 def any_pending(keys: Iterable[str]) -> bool:
@@ -94,12 +104,12 @@ def any_pending(keys: Iterable[str]) -> bool:
 
 def is_pending(key: str) -> bool:
     """Whether a bump of ``key`` waits for a commit in this thread (prunes a stale record)."""
-    pending: dict[str, _Pending] | None = getattr(_local, "pending", None)
+    pending = _pending_bumps.get()
     record = pending.get(key) if pending else None
     if record is None:
         return False
     if record.alive():
-        connection = connections[record.using]
+        connection = record.connection
         if not testworld.in_test_world(connection):
             return True
         # The block it waited for is done and only the test's own blocks are open: in the
@@ -123,7 +133,7 @@ def dirty_keys() -> list[str]:
 
 
 def forget() -> None:
-    """Forget failed bumps, the retry clock, and this thread's pending bumps and row counts.
+    """Forget failed bumps, and this context's pending bumps and row counts.
 
     The bumps owed to a test's rolled-back transaction (:mod:`cachedcall.testworld`) are
     made, not forgotten: forgetting them would let entries computed from its rows be read.
@@ -133,8 +143,8 @@ def forget() -> None:
     """
     with _dirty_lock:
         _dirty.clear()
-    _retried[0] = 0.0
-    _local.__dict__.clear()
+    _pending_bumps.set(None)
+    _row_counts_var.set(None)
     # Not forgotten: the bumps owed to test blocks rolled back since are made now, and those
     # owed to blocks still open (a TestCase's class block) stay owed.
     testworld.settle(bump_now)
@@ -151,19 +161,21 @@ class _Pending:
     a rollback dropped; they share ``ran``, so the first of them to run bumps, once.
     """
 
-    __slots__ = ("hooks", "key", "ran", "using")
+    __slots__ = ("connection", "hooks", "key", "ran")
     #: What :class:`oncommit.Hooks` moves to the front at commit.
     is_bump = True
 
-    def __init__(self, key: str, using: str, hooks: list[Any] | None, ran: list[bool]) -> None:
-        self.key, self.using, self.hooks, self.ran = key, using, hooks, ran
+    def __init__(self, key: str, connection: Any, hooks: list[Any] | None, ran: list[bool]) -> None:
+        # The connection itself, not its alias: a reader in another thread (an async
+        # function run by async_to_sync) looks up another connection under that alias.
+        self.key, self.connection, self.hooks, self.ran = key, connection, hooks, ran
 
     def __call__(self) -> None:
         if self.hooks is None:
             if self.ran[0]:
                 return
             self.ran[0] = True
-            _local.rows = None  # a commit: the next transaction counts its rows afresh
+            _row_counts_var.set(None)  # a commit: the next transaction counts its rows afresh
         pending = _pending()
         record = pending.get(self.key)
         if record is not None and record.ran is self.ran:  # with the gate, "record is self"
@@ -172,7 +184,7 @@ class _Pending:
 
     def alive(self) -> bool:
         """Whether our callback may still run (not run yet, not dropped by a rollback)."""
-        connection = connections[self.using]
+        connection = self.connection
         if self.hooks is None:
             # We cannot see the queue: until it runs, it counts as queued while a transaction
             # is open. Only reads trust that (they bypass); request() queues another record.
@@ -199,16 +211,18 @@ def _row_counts(transaction: object) -> dict[str, int]:
     # run_on_commit list at every commit and rollback, so the list's identity tells one
     # transaction from the next. Else the token is None and a commit running one of our
     # bumps restarts the counts; counts left by a rollback only bring the epoch sooner.
-    held: tuple[object, dict[str, int]] | None = getattr(_local, "rows", None)
+    held = _row_counts_var.get()
     if held is None or held[0] is not transaction:
-        held = _local.rows = (transaction, {})
+        held = (transaction, {})
+        _row_counts_var.set(held)
     return held[1]
 
 
 def _pending() -> dict[str, _Pending]:
-    pending: dict[str, _Pending] | None = getattr(_local, "pending", None)
+    pending = _pending_bumps.get()
     if pending is None:
-        pending = _local.pending = {}
+        pending = {}
+        _pending_bumps.set(pending)
     return pending
 
 
@@ -257,7 +271,7 @@ def request(keys: Iterable[str], using: str | None) -> None:
                 ran = _flag_for(pending.get(key), hooks)
                 if ran is None:
                     continue
-        record = _Pending(key, connection.alias, hooks, ran)
+        record = _Pending(key, connection, hooks, ran)
         connection.on_commit(record, robust=True)
         pending[key] = record
 
@@ -279,10 +293,18 @@ def bump_now(keys: Iterable[str], *, repeat: bool = True) -> bool:
         keys = list(keys)
         repeats.later(keys, settings.replica_lag)
     ok = True
+    # A store that failed once is not asked again in this call: in a partition each try
+    # costs a socket timeout, and a save bumps several counters. Its keys go dirty at once,
+    # for the retry thread.
+    failed: set[str] = set()
     for key in keys:
         advanced = True
         for store in stores:
-            advanced = store.incr(key) and advanced
+            if store.alias in failed:
+                advanced = False
+            elif not store.incr(key):
+                failed.add(store.alias)
+                advanced = False
         if advanced:
             if _dirty:
                 with _dirty_lock:
@@ -305,27 +327,6 @@ def bump_now(keys: Iterable[str], *, repeat: bool = True) -> bool:
     if not ok:
         retries.wake()
     return ok
-
-
-def retry_dirty(keys: Iterable[str]) -> bool:
-    """Retry failed bumps among ``keys``; return True when none of them is dirty any more.
-
-    Dirty counters the call does not read are retried too, at most once a second, so they
-    settle as soon as the backend answers rather than when a reader happens to need them.
-    """
-    stuck = [k for k in keys if k in _dirty]
-    now = time.monotonic()
-    if stuck:
-        if not bump_now(stuck):
-            return False
-    elif now - _retried[0] < 1.0:
-        return True
-    _retried[0] = now
-    if _dirty:
-        with _dirty_lock:
-            others = list(_dirty)  # a snapshot: bump_now() changes the set as it goes
-        bump_now(others)
-    return True
 
 
 def bump(*items: Any, using: str | None = None) -> None:

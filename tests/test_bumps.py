@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from collections import Counter
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.cache import caches
 from django.db import connections
 from django.db import transaction
@@ -16,6 +18,7 @@ from django.test import override_settings
 
 from cachedcall import bumps
 from cachedcall import cached
+from cachedcall import health
 from cachedcall import oncommit
 from cachedcall import where
 from cachedcall.versions import write_keys
@@ -39,6 +42,12 @@ def club_classes(club):
 def all_classes():
     calls["all"] += 1
     return sorted(ClubClass.objects.values_list("name", flat=True))
+
+
+@cached(timeout=600, depends_on=[ClubClass])
+async def all_classes_async():
+    calls["async"] += 1
+    return sorted([name async for name in ClubClass.objects.values_list("name", flat=True)])
 
 
 def _version():
@@ -211,29 +220,63 @@ def test_after_a_rollback_is_pending_prunes_what_has_pending_still_saw(clubs):
     assert not bumps.has_pending()
 
 
-def test_is_dirty_and_dirty_keys_until_a_retry_succeeds():
+@pytest.mark.usefixtures("backend_name")
+@pytest.mark.django_db(transaction=True)
+def test_an_async_call_inside_the_writers_atomic_block_sees_its_pending_bump(clubs):
+    # async_to_sync runs the coroutine in another thread, whose queries come back to this
+    # one (thread-sensitive): it reads this transaction's rows, so it must bypass the cache,
+    # neither serving the entry stored before the write nor storing what it read.
+    chess, _ = clubs
+    assert async_to_sync(all_classes_async)() == ["joseki", "openings"]
+    with pytest.raises(ValueError), transaction.atomic():
+        ClubClass.objects.create(club=chess, name="x")
+        assert async_to_sync(all_classes_async)() == ["joseki", "openings", "x"]
+        assert async_to_sync(all_classes_async)() == ["joseki", "openings", "x"]
+        raise ValueError
+    assert calls["async"] == 3  # both calls inside the block computed
+    assert async_to_sync(all_classes_async)() == ["joseki", "openings"]  # the first entry
+    assert calls["async"] == 3
+
+
+def _wait_clean(within=5.0):
+    deadline = time.monotonic() + within
+    while bumps.is_dirty() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_is_dirty_and_dirty_keys_until_the_retry_thread_lands_them():
     assert not bumps.is_dirty() and bumps.dirty_keys() == []
     with _dead_counters():
         assert bumps.bump_now([names.key("v:b"), names.key("v:a")]) is False
-    assert bumps.is_dirty()
-    assert bumps.dirty_keys() == [names.key("v:a"), names.key("v:b")]
-    assert bumps.retry_dirty([names.key("v:a")]) is True  # the default alias answers again
+        assert bumps.is_dirty()
+        assert bumps.dirty_keys() == [names.key("v:a"), names.key("v:b")]
+        # A call reading one of them bypasses, without retrying in the caller's thread.
+        errors = health.errors["default"]
+        assert bumps.bypass([names.key("v:a")]) == "error"
+        assert bumps.bypass([names.key("v:c")]) is None  # not dirty: nothing to bypass for
+        assert health.errors["default"] == errors
+    _wait_clean()  # the default alias answers again: the retry thread lands both
     assert not bumps.is_dirty() and bumps.dirty_keys() == []
 
 
-def test_forget_clears_failed_bumps_and_the_retry_clock():
+def test_a_failing_store_is_asked_once_per_bump_not_once_per_counter():
+    keys = [names.key(f"v:testapp.club:{n}") for n in range(5)]
     with _dead_counters():
-        bumps.bump_now([names.key("v:a")])
-        assert bumps.retry_dirty([]) is True  # retried (and failed again): the clock starts
-    assert bumps.is_dirty()
-    bumps.forget()
-    assert not bumps.is_dirty() and bumps.dirty_keys() == []
-    with _dead_counters():
-        bumps.bump_now([names.key("v:a")])
-    # Within a second of the last retry, a read that needs none of them would not retry;
-    # after forget() the clock is reset, so this one retries and the counter settles.
-    assert bumps.retry_dirty([]) is True
+        assert bumps.bump_now(keys) is False
+        assert health.errors["default"] == 1  # one failed incr; the other four never sent
+        assert bumps.dirty_keys() == sorted(keys)  # all five wait for the retry thread
+        assert health.bump_failures["default"] == 5
+    _wait_clean()
     assert not bumps.is_dirty()
+
+
+def test_forget_clears_failed_bumps():
+    with _dead_counters():
+        bumps.bump_now([names.key("v:a")])
+        assert bumps.is_dirty()
+        bumps.forget()
+        assert not bumps.is_dirty() and bumps.dirty_keys() == []
+        assert bumps.bypass([names.key("v:a")]) is None
 
 
 @pytest.mark.usefixtures("backend_name")

@@ -153,9 +153,9 @@ def test_a_bump_during_a_partition_lands_after_it_heals_without_another_call(par
     cachedcall.bump(MODEL)  # the writer's bump: it cannot reach the store
     cost = time.monotonic() - started
     assert len(bumps.dirty_keys()) == 2  # the table's counter and its epoch
-    # At most one client timeout per counter: pymemcache marks the server dead after the
-    # first, so the second fails at once; redis-py has no such mark, so each waits its own.
-    assert cost <= 2 * partitioned.timeout + SLACK, cost
+    # One client timeout for the bump, not one per counter: after the first failure the
+    # store is not asked again in that bump (redis-py has no dead mark: each would wait).
+    assert cost <= partitioned.timeout + SLACK, cost
     time.sleep(1.5)  # the retry thread keeps trying through the partition, in vain
     assert partitioned.counter(key) == before and bumps.is_dirty()
     partitioned.proxy.forward()

@@ -40,6 +40,7 @@ from django.test import AsyncRequestFactory
 from django.test import RequestFactory
 from django.test import override_settings
 
+from cachedcall import bump as cachedcall_bump
 from cachedcall import cached
 from cachedcall import cached_view
 from cachedcall import fastpaths
@@ -539,4 +540,19 @@ def test_a_counter_planted_between_the_read_and_the_re_seed_is_never_unpickled_n
         assert value(1) == {"n": 1}
         assert calls["sync"] == 3
         caches["default"].close()
+    assert ran == []
+
+
+@pytest.mark.usefixtures("backend_name")
+@pytest.mark.parametrize("payload", COUNTER_PAYLOADS, ids=lambda p: p.name)
+def test_a_bump_over_a_planted_counter_replaces_it_with_one_of_ours(payload):
+    from cachedcall import bumps
+
+    model_version = names.key("v:" + MODEL.lower())
+    planted.plant(model_version, payload)
+    cachedcall_bump(MODEL)  # incr cannot advance what is no integer: dropped and re-seeded
+    assert not bumps.is_dirty() and stats()["bump_failures"] == {}
+    assert value(7) == {"n": 7}
+    assert value(7) == {"n": 7}  # stamped with the re-seeded counter, and a hit
+    assert calls["sync"] == 1
     assert ran == []

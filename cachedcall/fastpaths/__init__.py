@@ -199,6 +199,29 @@ def writer_for(cls: type, raw: bool = False) -> Writer | None:
     return None
 
 
+def incrementer_for(cls: type) -> Callable[[Any, str], Any] | None:
+    """An ``incr`` for ``cls`` that never unpickles, where Django's own would, or ``None``.
+
+    Only django-redis needs one: its ``incr`` unpickles a value that ``INCRBY`` refuses.
+    Without the members its raw path uses, its own ``incr`` runs (one INFO line).
+    """
+    if not _is_django_redis(cls):
+        return None
+    from cachedcall.fastpaths import django_redis
+
+    if _open(django_redis, "django_redis.raw", "its own incr runs, which unpickles a foreign value"):
+        return _django_redis_incr
+    return None
+
+
+def _django_redis_incr(cache: Any, key: str) -> Any:
+    from cachedcall.fastpaths import django_redis
+
+    if not django_redis.stores_like_default_client(type(cache.client)):
+        return cache.incr(key)  # a client class of its own: its own incr knows its layout
+    return django_redis.raw_incr(cache, key)
+
+
 def _is_django_redis(cls: type) -> bool:
     # Without importing django-redis (an optional dependency): a backend class of it has
     # been imported, and its module with it.

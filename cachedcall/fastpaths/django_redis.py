@@ -1,4 +1,4 @@
-"""The raw reads and writes of signed caches on django-redis (``django_redis.cache.RedisCache``).
+"""The raw reads, writes and increments on django-redis (``django_redis.cache.RedisCache``).
 
 django-redis's ``get_many`` is already one ``MGET`` on a client it keeps, so plain reads
 and writes use it as it is. But its ``decode`` unpickles every value that is not an
@@ -7,7 +7,9 @@ with the ``redis.Redis`` that django-redis hands out for raw access
 (``DefaultClient.get_client``, what ``django_redis.get_redis_connection`` returns): an
 ``MGET`` whose values come back as stored (ints, and bytes), and a ``SET`` of the signed
 bytes as they are. Counters need nothing: django-redis stores ints as Redis integers, not
-pickled, so that ``INCRBY`` works, and ``add``/``incr`` go through django-redis as usual.
+pickled, so that ``INCRBY`` works, and ``add`` goes through django-redis as usual; but its
+``incr`` unpickles a stored value that ``INCRBY`` refuses (code, if it was planted), so
+every cache on django-redis, signed or not, increments with :func:`raw_incr`.
 
 That is only the same data as django-redis's own operations when the client class stores
 values the way ``DefaultClient`` does, on the server ``get_client`` names:
@@ -69,6 +71,24 @@ def raw_write(cache: Any, key: str, value: Any, timeout: Any) -> None:
         client.delete(made)
     else:
         client.set(made, value, px=int(timeout * 1000))
+
+
+# As DefaultClient._incr, without its fallback: on a value INCRBY refuses it unpickles what
+# is stored (code, if someone planted a pickle) to add 1 in Python.
+_INCR = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], 1) end
+return false
+"""
+
+
+def raw_incr(cache: Any, key: str) -> int:
+    """django-redis's ``incr`` with nothing unpickled: ``ValueError`` for a missing key, and
+    Redis's own ``ResponseError`` for a value that is no integer."""
+    client = _raw_client(cache, write=True)
+    value = client.eval(_INCR, 1, cache.make_key(key))
+    if value is None or value is False:
+        raise ValueError(f"{key!r} is not in the cache")
+    return int(value)
 
 
 def stores_like_default_client(cls: type) -> bool:
