@@ -4,14 +4,18 @@ Its default prefix (unique also for lambdas and closures), whether calling it re
 awaitable, what its timeout means on its backend, and the checks made at decoration and
 on the first call (the app installed, static dependencies that name real models).
 
-Process state: none.
+Process state: ``_serial``, the count of closures over values with no stable key, which
+makes each of their prefixes unique in this process (never reset: a reset could make a new
+closure's prefix that of an old one whose entries still live).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import math
+import secrets
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -48,9 +52,20 @@ def default_prefix(func: Any, name: str) -> str:
 
     A lambda adds where it is and what it does (line and a digest of its code); a closure
     adds the values it closes over, encoded like arguments, so ``power(2)`` and ``power(3)``
-    get entries of their own. Stable across processes, unlike anything based on ``id()``.
-    Values that cannot be encoded (a Counter, a lock) are left out.
+    get entries of their own, and a function or class it closes over by its own default
+    prefix. All of that is stable across processes. A value with no stable key (a lock, a
+    client object) makes the prefix unique to this decoration in this process: such
+    closures never share entries, not even with their twin in another process (pass
+    ``prefix=`` to share them).
     """
+    return _prefix(func, name, depth=0)
+
+
+_SALT = secrets.token_hex(4)
+_serial = itertools.count()
+
+
+def _prefix(func: Any, name: str, depth: int) -> str:
     code = getattr(func, "__code__", None)
     if code is None:
         return name
@@ -65,8 +80,22 @@ def default_prefix(func: Any, name: str) -> str:
             try:
                 parts.append(encode(cell.cell_contents))
             except Exception:  # an empty cell, or a value with no stable key
-                parts.append("?")
+                parts.append(_cell_name(cell, depth))
     return "\x00".join(parts)
+
+
+def _cell_name(cell: Any, depth: int) -> str:
+    try:
+        value = cell.cell_contents
+    except ValueError:  # empty: the closure refers to itself, or to a name bound later
+        return "-"
+    qualname = getattr(value, "__qualname__", None)
+    module = getattr(value, "__module__", None)
+    if isinstance(qualname, str) and isinstance(module, str) and depth < 3:
+        # A function (itself perhaps a lambda or a closure) or a class: named as we would
+        # name it if it were decorated.
+        return "f" + _prefix(value, f"{module}.{qualname}", depth + 1)
+    return f"?{_SALT}.{next(_serial)}"
 
 
 def is_async(func: Any) -> bool:

@@ -4,7 +4,8 @@ Nothing here does I/O or touches the database: a model instance is keyed by its 
 key as already loaded, and a QuerySet is refused rather than evaluated.
 
 Process state: the encoder resolved per argument type (``_EXACT`` grows by the types met),
-reset to the builtin types by :func:`forget`.
+reset to the builtin types by :func:`forget`, and the memo of primary-key and scope tokens
+(``_token``, at most 4,096 each), which it clears.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import enum
+import functools
 import hashlib
 import inspect
 import re
@@ -50,13 +52,24 @@ def safe_name(name: str, limit: int = 40) -> str:
 
 
 def pk_token(pk: object) -> str:
-    """Return how a primary key appears in a row counter's key: an int as it is, anything
-    else as a digest. A primary key can be a secret (an API token, a session key): anyone
-    who can list a cache's keys (memcached's ``lru_crawler metadump``, Redis's ``SCAN``)
-    must not read it there."""
-    if type(pk) is int:
-        return str(pk)
-    return "#" + digest(encode(pk))
+    """Return how a primary key appears in a row counter's key: ``#`` and a digest of it.
+
+    A primary key can be a secret (an API token, a session key), and even a sequential id
+    says how many rows there are: anyone who can list a cache's keys (memcached's
+    ``lru_crawler metadump``, Redis's ``SCAN``) must not read it there. Memoized (the same
+    rows are named on every call that depends on them); unhashable values are digested
+    each time.
+    """
+    try:
+        return _token(type(pk), pk)  # type: ignore[arg-type]  # unhashable: TypeError, below
+    except TypeError:
+        return "#" + digest(encode(pk))
+
+
+@functools.lru_cache(maxsize=4096)
+def _token(kind: Any, value: Any) -> str:
+    # The type is part of the memo's key: lru_cache holds 1, 1.0 and True as one key.
+    return "#" + digest(encode(value))
 
 
 # --- typed encoding -------------------------------------------------------------------------
@@ -170,9 +183,10 @@ _BUILTIN = dict(_EXACT)
 
 
 def forget() -> None:
-    """Forget the encoders resolved for other types than the builtin ones."""
+    """Forget the encoders resolved for other types than the builtin ones, and the tokens."""
     _EXACT.clear()
     _EXACT.update(_BUILTIN)
+    _token.cache_clear()
 
 
 def _encode(v: Any, out: list[str]) -> None:

@@ -7,8 +7,10 @@ the values alias), all prefixed by ``CACHEDCALL["KEY_PREFIX"]``:
 ``v:<label>:*``               epoch: bumped when rows changed that nobody can name (an
                               explicit ``bump(Model)``, ``QuerySet.update()``); every row
                               and scope dependency of the model reads it too.
-``v:<label>:<pk>``            row version: a saved instance, or ``where(Model, pk=...)``.
-``v:<label>:<field>=<value>`` scoped version (a digest when the values are not short ints).
+``v:<label>:#<digest>``       row version: a saved instance, or ``where(Model, pk=...)``.
+``v:<label>:<field>=#<digest>`` scoped version.
+
+Primary keys and field values appear only as digests (:func:`cachedcall.keys.pk_token`).
 
 What a writer bumps is derived from the models alone (every foreign key is a scope, so is
 every generic foreign key's content type and object id pair, plus ``CACHEDCALL["SCOPES"]``),
@@ -34,8 +36,6 @@ from django.db import models
 
 from cachedcall import conf
 from cachedcall.exceptions import InvalidDependency
-from cachedcall.keys import digest
-from cachedcall.keys import encode
 from cachedcall.keys import pk_token
 
 __all__ = ["where"]
@@ -214,11 +214,9 @@ def _generic_pairs(model: type[models.Model], gfk: Any, value: Any, where_: str)
 
 
 def scope_key(prefix: str, lbl: str, names: tuple[str, ...], values: tuple[Any, ...]) -> str:
-    if all(type(v) is int for v in values):
-        body = "&".join(f"{n}={v}" for n, v in zip(names, values, strict=True))
-        if len(body) <= 120:
-            return f"{prefix}:v:{lbl}:{body}"
-    return f"{prefix}:v:{lbl}:{'&'.join(names)}=#{digest(encode(values))}"
+    """A scope counter's key: its fields by name, its values only as a digest (a foreign
+    key's value can be a secret primary key)."""
+    return f"{prefix}:v:{lbl}:{'&'.join(names)}={pk_token(values)}"
 
 
 class where:  # noqa: N801 - reads as a function in depends_on lists

@@ -404,6 +404,39 @@ def test_two_lambdas_and_two_closures_of_one_factory_never_share_entries():
     assert _power(2).key(3) == two.key(3)  # the same closure value: the same entries
 
 
+def _applying(func):
+    @cached(timeout=60)
+    def applied(x):
+        return func(x)
+
+    return applied
+
+
+def _guarded(lock):
+    @cached(timeout=60)
+    def guarded(x):
+        with lock:
+            return [x, id(lock)]
+
+    return guarded
+
+
+def test_closures_over_functions_key_by_the_function_and_over_unkeyable_values_never_share():
+    import threading
+
+    # A function closed over is named as it would be if decorated: stable across processes.
+    assert _applying(abs).key(-3) != _applying(str).key(-3)
+    assert _applying(abs).key(-3) == _applying(abs).key(-3)
+    assert _applying(lambda x: x + 1).key(1) != _applying(lambda x: x + 2).key(1)
+    assert _applying(abs)(-3) == 3 and _applying(str)(-3) == "-3"
+    # A lock has no stable key: each closure over one gets entries of its own.
+    first, second = threading.Lock(), threading.Lock()
+    one, other = _guarded(first), _guarded(second)
+    assert one.key(1) != other.key(1)
+    assert one(1) == [1, id(first)] and other(1) == [1, id(second)]
+    assert _guarded(first).key(1) != one.key(1)  # even for the same lock: one per decoration
+
+
 def test_functions_decorated_at_run_time_do_not_accumulate():
     import gc
 

@@ -14,6 +14,7 @@ from cachedcall import cached
 from cachedcall import events
 from cachedcall import where
 from cachedcall.events import Event
+from cachedcall.keys import pk_token
 from cachedcall.testing import forget_process_state
 from cachedcall.testing import record
 from tests import names
@@ -64,7 +65,7 @@ def test_a_miss_then_a_hit_deliver_their_events_with_what_a_panel_shows(seen):
     [
         (double, (1,), ()),
         (club_names, (), ("v:testapp.club",)),
-        (class_names, (7,), ("v:testapp.clubclass:club_id=7", "v:testapp.clubclass:*")),
+        (class_names, (7,), (f"v:testapp.clubclass:club_id={pk_token((7,))}", "v:testapp.clubclass:*")),
     ],
     ids=["none", "model", "callable-where"],
 )
@@ -106,7 +107,7 @@ def test_cached_view_events_refused_and_stored():
         (name, "hit"),
     ]
     assert received[0].dependencies == (
-        names.key("v:testapp.clubclass:club_id=3"),
+        names.key(f"v:testapp.clubclass:club_id={pk_token((3,))}"),
         names.key("v:testapp.clubclass:*"),
     )
     refused, miss = received[3:]

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from cachedcall import UnkeyableArgument
 from cachedcall import cached
 from cachedcall.keys import encode
+from cachedcall.keys import pk_token
 from tests import names
 from tests.testapp.models import Club
 from tests.testapp.models import ClubClass
@@ -305,3 +306,21 @@ def test_secret_primary_keys_never_appear_in_counter_keys(settings):
     keys = write_keys(row, "cc") + dependency_keys([row], "cc", "test")
     assert keys and not any(secret in key for key in keys)
     assert write_keys(Session(session_key=secret), "cc") == write_keys(row, "cc")  # stable
+
+
+@pytest.mark.django_db
+def test_counter_keys_name_no_primary_key_or_field_value_in_clear(clubs):
+    from cachedcall.versions import write_keys
+    from tests.testapp.models import ClubClass
+
+    chess, _ = clubs
+    lesson = ClubClass.objects.get(club=chess)
+    keys = write_keys(lesson, "p")
+    # Its table, its row, and its scope by club: neither pk appears, only digests.
+    assert "p:v:testapp.clubclass" in keys
+    for key in keys:
+        tail = key.split(":", 3)[3:] or [""]
+        assert str(lesson.pk) not in tail[0].split("#")[0], key
+        assert f"={chess.pk}" not in key and not tail[0].isdigit(), key
+    assert pk_token(lesson.pk) != pk_token(str(lesson.pk)) != pk_token(chess.pk)
+    assert pk_token(1) != pk_token(True) != pk_token(1.0)  # the memo keys by type too

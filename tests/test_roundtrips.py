@@ -90,15 +90,12 @@ def test_round_trips(scenario, counted):
     assert dict(counted) == {"get_many": 1}, "hit"
 
 
-def test_a_bump_is_one_incr_per_counter(counted, backend_name):
+def test_a_bump_is_one_incr_per_counter(counted):
     dep1(1)  # creates the counters dep1 reads
     bump(ClubClass)  # creates the epoch of ClubClass's rows, which dep1 does not read
     counted.clear()
     bump(ClubClass)  # the table's counter and the epoch of its rows
-    # django-redis's own incr unpickles a value INCRBY refuses, so cachedcall sends its EVAL
-    # through the client django-redis hands out: no backend call to count here, and the
-    # wire test below pins the two EVALs.
-    assert dict(counted) == ({} if backend_name == "django-redis" else {"incr": 2})
+    assert dict(counted) == {"incr": 2}
 
 
 # What the Redis server runs for the same calls: a hit, a miss, a bump of a model (two

@@ -205,8 +205,11 @@ def incrementer_for(cls: type) -> Callable[[Any, str], Any] | None:
     Only django-redis needs one: its ``incr`` unpickles a value that ``INCRBY`` refuses.
     Without the members its raw path uses, its own ``incr`` runs (one INFO line).
     """
-    if not _is_django_redis(cls):
-        return None
+    if (
+        not _is_django_redis(cls)
+        or getattr(cls, "incr", None) is not sys.modules["django_redis.cache"].RedisCache.incr
+    ):
+        return None  # a subclass that overrides incr keeps it
     from cachedcall.fastpaths import django_redis
 
     if _open(django_redis, "django_redis.raw", "its own incr runs, which unpickles a foreign value"):
