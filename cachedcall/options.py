@@ -214,7 +214,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "``None``",
         "Models, rows and ``where(...)`` scopes (or a callable receiving the call's arguments and "
-        "returning them) whose changes make an entry stale: see `Model versions`_.",
+        "returning them) whose changes make an entry stale: see :ref:`model-versions`.",
     ),
     Option(
         "vary_on",
