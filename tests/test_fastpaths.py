@@ -106,3 +106,43 @@ def test_a_failing_node_is_handed_back_to_hash_client(memcached):
         assert backend.read(cache, "default", ["cc:k"]) is None
         assert time.monotonic() - started < 0.1  # dead node: fails at once, no timeout
         cache.close()
+
+
+# --- the LocMemCache reader's memo of decoded immutable values ---------------------------------
+
+
+def _locmem():
+    return override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}})
+
+
+def test_the_locmem_reader_shares_decoded_counters_and_never_a_mutable_value():
+    from cachedcall.fastpaths import locmem
+
+    with _locmem():
+        cache = caches["default"]
+        cache.set("counter", 41)
+        cache.set("entry", (3, (1, None), 0.5, 2, b"payload", None))
+        cache.set("list", [1, 2])
+        first = locmem.read(cache, ["counter", "entry", "list"])
+        again = locmem.read(cache, ["counter", "entry", "list"])
+        assert first == again == {"counter": 41, "entry": (3, (1, None), 0.5, 2, b"payload", None), "list": [1, 2]}
+        assert again["entry"] is first["entry"]  # decoded once
+        assert again["list"] is not first["list"]  # a mutable value: a copy per read
+        cache.incr("counter")  # new bytes under the key: decoded afresh
+        assert locmem.read(cache, ["counter"]) == {"counter": 42}
+        cache.clear()
+
+
+def test_the_locmem_readers_memo_is_bounded_in_bytes():
+    from cachedcall.fastpaths import locmem
+
+    with _locmem():
+        cache = caches["default"]
+        big = b"x" * (locmem.DECODED_BYTES // 10 + 1)
+        cache.set("big", (1, big))
+        assert locmem.read(cache, ["big"])["big"] is not locmem.read(cache, ["big"])["big"]  # not kept
+        for n in range(200):
+            cache.set(f"k{n}", (n, b"y" * 100_000))
+            locmem.read(cache, [f"k{n}"])
+            assert locmem._held[0] <= locmem.DECODED_BYTES
+        cache.clear()

@@ -338,10 +338,12 @@ def present(owner: type, name: str, specimens: Mapping[type, Callable[[], object
 
 
 def forget() -> None:
-    """Drop the memoized gate verdicts and specimens (for tests that change a library)."""
+    """Drop the memoized gate verdicts and specimens (for tests that change a library), and
+    the values the LocMemCache reader decoded."""
     with _lock:
         _verdicts.clear()
         _specimens.clear()
+    locmem.forget()
 
 
 def _name(member: Member) -> str:
