@@ -4,7 +4,8 @@
 cached function depends on, so that its writes bump versions.
 
 Process state: none of its own; :meth:`CachedCallConfig.ready` connects the receivers of
-:mod:`cachedcall.receivers` to Django's model signals (with ``dispatch_uid``, so twice is once).
+:mod:`cachedcall.receivers` to Django's model signals (with ``dispatch_uid``, so twice is once)
+and starts the thread that flushes this process's counts (:mod:`cachedcall.metrics`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class CachedCallConfig(AppConfig):
 
     def ready(self) -> None:
         from cachedcall import checks as our_checks
+        from cachedcall import metrics
         from cachedcall import receivers
 
         signals.pre_save.connect(receivers.on_pre_save, dispatch_uid="cachedcall.pre_save")
@@ -30,3 +32,6 @@ class CachedCallConfig(AppConfig):
         signals.post_delete.connect(receivers.on_post_delete, dispatch_uid="cachedcall.post_delete")
         signals.m2m_changed.connect(receivers.on_m2m_changed, dispatch_uid="cachedcall.m2m_changed")
         checks.register(our_checks.check_settings, checks.Tags.caches)
+        # Here rather than on a call: the hit path stays an int increment, and a process
+        # that only ever hits (a warm cache) flushes too. It reads no settings until it wakes.
+        metrics.start()

@@ -25,6 +25,7 @@ import logging
 import pickle
 import secrets
 from collections.abc import Awaitable
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Sequence
 from typing import Any
@@ -115,16 +116,15 @@ def read(cache: BaseCache, alias: str, keys: Sequence[str], raw: bool = False) -
 def _read_one_by_one(
     cache: BaseCache, alias: str, keys: Sequence[str], first: BaseException
 ) -> dict[str, Any] | None:
-    # Something in the batch did not unpickle. Find it, delete it (a missing counter is
-    # re-seeded, a missing entry recomputed: both safe) and keep the rest.
+    # Something in the batch did not unpickle. Find it and hand it back as REFUSED, as a
+    # raw read does: an entry is then reported by the function that read it (counted, logged
+    # once per function, deleted and recomputed), a counter dropped and re-seeded.
     found: dict[str, Any] = {}
     for key in keys:
         try:
             value = cache.get(key, MISSING)
-        except _DECODE_ERRORS as exc:
-            logger.warning("cachedcall: deleting unreadable entry %r (%r)", key, exc)
-            health.count(health.errors, alias)
-            delete(cache, alias, [key])
+        except _DECODE_ERRORS:
+            found[key] = fastpaths.REFUSED
             continue
         except Exception as exc:
             health.failed(alias, "get", exc)
@@ -269,35 +269,47 @@ def _foreign_value_errors() -> tuple[type[BaseException], ...]:
 
 
 def incr(cache: BaseCache, alias: str, key: str) -> bool:
-    """Advance a counter atomically, creating it if it is missing; return success.
+    """Advance a version counter atomically, creating it if it is missing; return success.
 
     ``incr`` is atomic on every backend; a missing counter is created with ``add`` and a
     fresh random value, and if another process created it first we ``incr`` that one. A
     value there that is no integer (planted, or someone else's) cannot be advanced: it is
     deleted and re-seeded like a missing one, which is a bump too (a new random value).
     """
+    return _advance(cache, alias, key, 1, lambda: secrets.randbits(_SEED_BITS) + 1, "incr")
+
+
+def add_to(cache: BaseCache, alias: str, key: str, amount: int, operation: str = "incr") -> bool:
+    """Add ``amount`` to the counter ``key``, creating it at ``amount`` (a total, not a
+    version: no random seed); return success. A value there that is no integer is replaced.
+    A failure is counted against ``alias`` as ``operation``."""
+    return _advance(cache, alias, key, amount, lambda: amount, operation)
+
+
+def _advance(
+    cache: BaseCache, alias: str, key: str, amount: int, created: Callable[[], int], operation: str
+) -> bool:
     try:
         incrementer = _incrementer(cache)
         for _ in range(3):
             try:
-                value = cache.incr(key) if incrementer is None else incrementer(cache, key)
+                value = cache.incr(key, amount) if incrementer is None else incrementer(cache, key, amount)
             except ValueError:
-                pass
+                pass  # missing (every Django backend says so this way)
             except _foreign_value_errors():
                 cache.delete(key)
             else:
                 # pymemcache's HashClient answers False instead of raising while it retries
-                # a failing node: that is not a bump.
+                # a failing node, django-redis ignoring errors None: that is not an increment.
                 if type(value) is not int:
                     raise ConnectionError(f"incr answered {value!r}")
                 return True
-            if cache.add(key, secrets.randbits(_SEED_BITS) + 1, None):
+            if cache.add(key, created(), None):
                 return True
+        raise ConnectionError(f"counter {key!r} kept disappearing")
     except Exception as exc:
-        health.failed(alias, "incr", exc)
+        health.failed(alias, operation, exc)
         return False
-    health.failed(alias, "incr", RuntimeError(f"counter {key!r} kept disappearing"))
-    return False
 
 
 # --- one alias --------------------------------------------------------------------------------

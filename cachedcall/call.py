@@ -291,6 +291,8 @@ def compute(fc: FunctionCache, miss: Miss) -> Steps:
     if stored is backend.TOO_LARGE:
         values.refused_size(fc, len(packed.payload))
         stored = False
+    elif stored:
+        fc.stored += 1
     if miss.lock is not None:
         yield (STORE, fc.store, "delete", [miss.lock])
     if events.active:

@@ -2,9 +2,11 @@
 ``E003`` (signing asked of a backend that unpickles before we can check),
 ``E004`` (process-local counters for entries in a shared backend), ``E005`` (version
 counters in a backend whose ``incr`` is a read then a write, which loses bumps),
-``W001`` (a memcached alias without client timeouts), ``W002`` (silent retries), ``W003``
-(version counters in a memcached pool, where a returning node brings old ones back),
-``W004`` (a Redis alias without socket timeouts)."""
+``W001`` (a memcached alias, pymemcache or pylibmc, without client timeouts), ``W002`` (a
+client that answers "not found" for an error: pymemcache's retries, django-redis's
+IGNORE_EXCEPTIONS), ``W003`` (version counters in a memcached pool, where a returning node
+brings old ones back), ``W004`` (a Redis alias, Django's or django-redis, without socket
+timeouts)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ __all__: list[str] = []
 _MEMCACHED = "django.core.cache.backends.memcached.PyMemcacheCache"
 _REDIS = "django.core.cache.backends.redis.RedisCache"
 _DJANGO_REDIS = "django_redis.cache.RedisCache"
+_PYLIBMC = "django.core.cache.backends.memcached.PyLibMCCache"
+_PYLIBMC_TIMEOUTS = ("connect_timeout", "send_timeout", "receive_timeout")
 # Backends whose data lives in one process: counters there are never seen by another.
 _PROCESS_LOCAL = (
     "django.core.cache.backends.locmem.LocMemCache",
@@ -29,7 +33,7 @@ _PROCESS_LOCAL = (
 # subclasses included; django-redis only with a client class that stores as DefaultClient.
 _SIGNABLE = (
     _MEMCACHED,
-    "django.core.cache.backends.memcached.PyLibMCCache",
+    _PYLIBMC,
     _REDIS,
     _DJANGO_REDIS,
     "django.core.cache.backends.locmem.LocMemCache",
@@ -121,41 +125,101 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             continue
         if current.sign:
             messages.extend(_unsignable(alias, config))
-        if config.get("BACKEND") == _REDIS:
-            options = config.get("OPTIONS") or {}
-            if "socket_timeout" not in options or "socket_connect_timeout" not in options:
-                messages.append(
-                    checks.Warning(
-                        f"The Redis alias {alias!r} used by cachedcall sets no socket timeouts: a "
-                        "frozen or unreachable Redis would block every request.",
-                        hint="Set OPTIONS = {'socket_connect_timeout': 0.5, 'socket_timeout': 0.5}; "
-                        "see the README's recommended options.",
-                        id="cachedcall.W004",
-                    )
-                )
-        if config.get("BACKEND") == _MEMCACHED:
-            options = config.get("OPTIONS") or {}
-            if "timeout" not in options or "connect_timeout" not in options:
-                messages.append(
-                    checks.Warning(
-                        f"The memcached alias {alias!r} used by cachedcall sets no client timeouts: "
-                        "a frozen server would block every request.",
-                        hint="Set OPTIONS = {'timeout': 0.5, 'connect_timeout': 0.5, ...}; see the "
-                        "README's recommended options.",
-                        id="cachedcall.W001",
-                    )
-                )
-            if options.get("retry_attempts", 2) != 0:
-                messages.append(
-                    checks.Warning(
-                        f"The memcached alias {alias!r} lets pymemcache retry a failing server "
-                        "(retry_attempts > 0): meanwhile it answers every request with 'not found' "
-                        "instead of an error, so outages go unseen and unlogged.",
-                        hint="Set OPTIONS['retry_attempts'] = 0 and a short OPTIONS['dead_timeout'].",
-                        id="cachedcall.W002",
-                    )
-                )
+        messages.extend(_timeouts(alias, config))
     return messages
+
+
+def _timeouts(alias: str, config: dict[str, Any]) -> list[checks.CheckMessage]:
+    """W001 / W004: a client without timeouts blocks on a frozen server; W002: a client that
+    answers "not found" for an error hides an outage. Each backend spells them its own way."""
+    backend = config.get("BACKEND")
+    options = config.get("OPTIONS") or {}
+    messages: list[checks.CheckMessage] = []
+    if _is_a(backend, (_REDIS,)):
+        if not _set(options, "socket_timeout", "socket_connect_timeout"):
+            messages.append(
+                _no_redis_timeouts(alias, "{'socket_connect_timeout': 0.5, 'socket_timeout': 0.5}")
+            )
+    elif _is_a(backend, (_DJANGO_REDIS,)):
+        # django-redis reads its own spelling, and ignores a 0 there; the connection pool's
+        # own keyword arguments work too.
+        pool = options.get("CONNECTION_POOL_KWARGS") or {}
+        if not (
+            (options.get("SOCKET_TIMEOUT") or pool.get("socket_timeout"))
+            and (options.get("SOCKET_CONNECT_TIMEOUT") or pool.get("socket_connect_timeout"))
+        ):
+            messages.append(
+                _no_redis_timeouts(alias, "{'SOCKET_CONNECT_TIMEOUT': 0.5, 'SOCKET_TIMEOUT': 0.5}")
+            )
+        if options.get("IGNORE_EXCEPTIONS", getattr(settings, "DJANGO_REDIS_IGNORE_EXCEPTIONS", False)):
+            messages.append(
+                checks.Warning(
+                    f"The django-redis alias {alias!r} ignores exceptions (IGNORE_EXCEPTIONS): a "
+                    "failing Redis answers every read with 'not found' instead of an error, so "
+                    "outages go unseen and unlogged by cachedcall.",
+                    hint="Set OPTIONS['IGNORE_EXCEPTIONS'] = False (and leave "
+                    "DJANGO_REDIS_IGNORE_EXCEPTIONS unset) for the aliases cachedcall uses; "
+                    "cachedcall already fails open.",
+                    id="cachedcall.W002",
+                )
+            )
+    elif _is_a(backend, (_MEMCACHED,)):
+        if not _set(options, "timeout", "connect_timeout"):
+            messages.append(
+                checks.Warning(
+                    f"The memcached alias {alias!r} used by cachedcall sets no client timeouts: "
+                    "a frozen server would block every request.",
+                    hint="Set OPTIONS = {'timeout': 0.5, 'connect_timeout': 0.5, ...}; see the "
+                    "README's recommended options.",
+                    id="cachedcall.W001",
+                )
+            )
+        if options.get("retry_attempts", 2) != 0:
+            messages.append(
+                checks.Warning(
+                    f"The memcached alias {alias!r} lets pymemcache retry a failing server "
+                    "(retry_attempts > 0): meanwhile it answers every request with 'not found' "
+                    "instead of an error, so outages go unseen and unlogged.",
+                    hint="Set OPTIONS['retry_attempts'] = 0 and a short OPTIONS['dead_timeout'].",
+                    id="cachedcall.W002",
+                )
+            )
+    elif _is_a(backend, (_PYLIBMC,)):
+        # libmemcached behaviors, in OPTIONS['behaviors']: pylibmc.Client refuses them as
+        # OPTIONS keys of their own. (pylibmc raises for a failing server: no W002.)
+        behaviors = options.get("behaviors") or {}
+        if not _set(behaviors, *_PYLIBMC_TIMEOUTS):
+            misplaced = sorted(set(_PYLIBMC_TIMEOUTS) & set(options))
+            where = (
+                f" ({', '.join(misplaced)} must be in OPTIONS['behaviors'], not in OPTIONS)"
+                if misplaced
+                else ""
+            )
+            messages.append(
+                checks.Warning(
+                    f"The pylibmc alias {alias!r} used by cachedcall sets no client timeouts"
+                    f"{where}: a frozen server would block every request.",
+                    hint="Set OPTIONS = {'behaviors': {'connect_timeout': 500, 'send_timeout': "
+                    "500_000, 'receive_timeout': 500_000}} (milliseconds to connect, microseconds "
+                    "to send and receive); see the README's recommended options.",
+                    id="cachedcall.W001",
+                )
+            )
+    return messages
+
+
+def _set(options: dict[str, Any], *names: str) -> bool:
+    """Whether every option of ``names`` is given a value (``None`` sets no timeout)."""
+    return all(options.get(name) is not None for name in names)
+
+
+def _no_redis_timeouts(alias: str, example: str) -> checks.CheckMessage:
+    return checks.Warning(
+        f"The Redis alias {alias!r} used by cachedcall sets no socket timeouts: a frozen or "
+        "unreachable Redis would block every request.",
+        hint=f"Set OPTIONS = {example}; see the README's recommended options.",
+        id="cachedcall.W004",
+    )
 
 
 def _locations(location: Any) -> list[str]:

@@ -38,6 +38,7 @@ _KNOWN = frozenset(
         "LOCK",
         "REPLICA_LAG",
         "SNAPSHOT_DATABASES",
+        "METRICS_INTERVAL",
     }
 )
 # Tables written on nearly every request, which no cached function sensibly depends on:
@@ -68,6 +69,10 @@ class Settings:
     #: Database aliases whose transactions read a snapshot though their ``OPTIONS`` do not
     #: say so (see :mod:`cachedcall.snapshots`).
     snapshot_databases: frozenset[str] = frozenset()
+    #: Seconds between two flushes of this process's counts into the cache, where
+    #: ``manage.py cachedcall stats`` adds up every process's (:mod:`cachedcall.metrics`);
+    #: ``None`` (set as ``0`` or ``None``) keeps the counts in this process only.
+    metrics_interval: float | None = 10.0
 
     #: Every alias that holds version counters, so every alias a bump reaches: the
     #: ``VERSIONS_CACHE`` alone when it is set; else each alias of ``settings.CACHES``
@@ -106,6 +111,27 @@ def get() -> Settings:
     if current is None:
         current = _load()
     return current
+
+
+def metrics_interval() -> float | None:
+    """``CACHEDCALL["METRICS_INTERVAL"]`` in effect, without reading the other settings in.
+
+    For the metrics thread, which starts with the app: had it read every setting then, a
+    process that sets ``settings.CACHES`` after ``django.setup()`` would keep the aliases of
+    before. A broken value reads as the default: the system checks and the next call say why.
+    """
+    current = _current
+    if current is not None:
+        return current.metrics_interval
+    from django.conf import settings
+
+    raw = getattr(settings, "CACHEDCALL", None)
+    try:
+        if isinstance(raw, dict) and "METRICS_INTERVAL" in raw:
+            return _interval(raw["METRICS_INTERVAL"])
+    except ImproperlyConfigured:
+        pass
+    return Settings.metrics_interval
 
 
 def _load() -> Settings:
@@ -176,6 +202,8 @@ def _load() -> Settings:
                 f"settings.DATABASES; got {aliases!r}."
             )
         kwargs["snapshot_databases"] = frozenset(aliases)
+    if "METRICS_INTERVAL" in raw:
+        kwargs["metrics_interval"] = _interval(raw["METRICS_INTERVAL"])
     suffix = _namespace_suffix or os.environ.get(NAMESPACE_VARIABLE, "")
     if suffix:
         if not SAFE_KEY_PART.match(suffix):
@@ -209,6 +237,22 @@ def _env_enabled() -> bool:
     if lowered in ("1", "true", "yes", "on"):
         return True
     raise ImproperlyConfigured(f"The environment variable CACHEDCALL_ENABLED must be 0 or 1, not {value!r}.")
+
+
+def _interval(value: object) -> float | None:
+    # 0 and None both switch the flushes off: "never" has no other sensible spelling here.
+    seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else value
+    if seconds is None or (
+        isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds == 0
+    ):
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < 86400:
+        raise ImproperlyConfigured(
+            "settings.CACHEDCALL['METRICS_INTERVAL'] must be the seconds between two flushes of "
+            "this process's counts, a number above 0 and below 86400 (or a timedelta), or 0 / "
+            f"None to keep them in this process only; got {value!r}."
+        )
+    return float(seconds)
 
 
 def _bool(name: str, value: object) -> bool:

@@ -7,7 +7,8 @@ aliases, the key prefix, the timeout) is resolved on the first call and again wh
 
 Process state: :data:`registry` (every live FunctionCache, held weakly, for the system
 checks and the management command); in each FunctionCache, its per-settings state, its key
-memo (bounded), its hit/miss/error/stale counts and whether it logged an unpicklable result.
+memo (bounded), its hit/miss/stored/error/refused/stale counts and whether it logged an
+unpicklable result.
 """
 
 from __future__ import annotations
@@ -129,6 +130,10 @@ class FunctionCache:
         self.soft: bool = resolved["soft"]
         self.early: float | None = resolved["early"]
         self.hits = self.misses = self.errors = self.stales = 0
+        # Values written to the cache, and values not stored because refused (a view's
+        # policy, a snapshot, the backend's item size): plain ints, like the counts above,
+        # which cachedcall.metrics flushes into the cache off the call path.
+        self.stored = self.refused = 0
         self._settings: conf.Settings | None = None
         self._logged_pickle_error = False
         self._logged_too_large = False
@@ -241,6 +246,7 @@ class FunctionCache:
         if self.policy is not None:
             reason = self.policy.bypass(full, kwargs)
             if reason is not None:
+                self.refused += 1
                 events.emit(self, None, events.REFUSED, 0.0, reason)
                 return None
         key = self.entry_key(full, kwargs, values)
@@ -310,6 +316,7 @@ def forget() -> None:
     """Reset every live function's counts, key memo and settings-derived state."""
     for fc in list(registry):
         fc.hits = fc.misses = fc.errors = fc.stales = 0
+        fc.stored = fc.refused = 0
         fc._settings = None
         fc._logged_pickle_error = False
         fc._logged_too_large = False

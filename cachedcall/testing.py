@@ -222,7 +222,8 @@ def forget_process_state() -> None:
     What each module keeps is listed in its docstring: the switch (back to following the
     settings), the settings read, open recordings, failed and pending bumps, backend
     failure counts and outage windows, the fast paths chosen, derived signing keys and
-    scopes, resolved key encoders, XFetch's randomness and clock, and each decorated
+    scopes, resolved key encoders, XFetch's randomness and clock, the counts not flushed
+    yet into the cache (and the thread that flushes them, stopped), and each decorated
     function's counts and settings-derived state. Entries in the cache are not touched:
     that is :func:`cachedcall.reset`.
     """
@@ -231,6 +232,7 @@ def forget_process_state() -> None:
     from cachedcall import fastpaths
     from cachedcall import function
     from cachedcall import keys
+    from cachedcall import metrics
     from cachedcall import relations
     from cachedcall import repeats
     from cachedcall import signing
@@ -250,4 +252,5 @@ def forget_process_state() -> None:
     repeats.forget()
     keys.forget()
     xfetch.forget()
+    metrics.forget()
     function.forget()

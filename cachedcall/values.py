@@ -1,8 +1,9 @@
 """A function's values: what a read found, what is served, what is stored.
 
-The function's side of :mod:`cachedcall.entry`: these count hits, misses and errors on the
-:class:`~cachedcall.function.FunctionCache`, log (once per function) what could not be read
-or stored, and pass values through a view's policy. :mod:`cachedcall.call` calls them.
+The function's side of :mod:`cachedcall.entry`: these count hits, misses, stored, refused,
+stale and errors on the :class:`~cachedcall.function.FunctionCache`, log (once per function)
+what could not be read or stored, and pass values through a view's policy.
+:mod:`cachedcall.call` calls them.
 
 Process state: none (the counts live on each FunctionCache).
 """
@@ -145,17 +146,19 @@ def pack(
     if snapshots.open_snapshot() is not None:
         # Computed from a snapshot that may predate the counters read: for this caller
         # only (cachedcall.snapshots).
+        fc.refused += 1
         if events.active:
             events.emit(fc, key, events.REFUSED, 0.0, "snapshot")
         return key, MISSING
     if fc.policy is not None:
         prepared = fc.policy.store(fc, result, full, kwargs, key)
         if isinstance(prepared, str):
+            fc.refused += 1
             events.emit(fc, key, events.REFUSED, 0.0, prepared)
             return key, MISSING
         key, result = prepared
     try:
-        return key, entry.pack(versions, duration, result, fc.fresh_for)
+        packed = entry.pack(versions, duration, result, fc.fresh_for)
     except Exception as exc:
         health.errors[fc.alias] += 1
         fc.errors += 1
@@ -169,10 +172,12 @@ def pack(
                 exc,
             )
         return key, MISSING
+    return key, packed  # counted as stored by the write that follows, if it lands
 
 
 def refused_size(fc: FunctionCache, size: int) -> None:
-    """The backend refused a value of this function for its size: say so once."""
+    """The backend refused a value of this function for its size: counted, said once."""
+    fc.refused += 1
     if not fc._logged_too_large:
         fc._logged_too_large = True
         logger.warning(

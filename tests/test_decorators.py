@@ -13,9 +13,11 @@ from collections import Counter
 import django
 import pytest
 from django.core.cache import caches
+from django.test import override_settings
 
 import cachedcall
 from cachedcall import cached
+from tests import servers
 
 calls: Counter[str] = Counter()
 
@@ -462,6 +464,39 @@ def test_a_timeout_means_the_same_on_every_backend(backend_name, timeout):
     stamped(1)
     stamped(1)
     assert calls["stamped"] == 1
+
+
+@pytest.mark.parametrize(
+    ("timeout", "memcached", "elsewhere"),
+    [(0.5, 1, 1), (1.5, 2, 2), (60, 60, 60), (10**10, 30 * 24 * 3600, 10**10), (None, None, None)],
+)
+def test_timeouts_round_up_to_whole_seconds_and_are_capped_at_30_days_on_memcached(
+    timeout, memcached, elsewhere
+):
+    from cachedcall.inspection import backend_seconds
+
+    caches_ = {
+        "default": dict(servers.LOCMEM),
+        "mc": {"BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache", "LOCATION": "127.0.0.1:1"},
+    }
+    with override_settings(CACHES=caches_):
+        assert backend_seconds(timeout, "mc") == memcached
+        assert backend_seconds(timeout, "default") == elsewhere
+
+
+def test_a_fractional_timeout_is_the_next_whole_second_on_redis(redis_server):
+    import redis
+
+    with override_settings(CACHES={"default": servers.redis_config(redis_server)}):
+
+        @cached(timeout=1.5)
+        def stamped(x):
+            return x
+
+        stamped(1)
+        made = caches["default"].make_key(stamped.key(1))
+        assert redis.Redis(port=redis_server.port).ttl(made) == 2  # Django alone: 1
+        caches["default"].close()
 
 
 def test_an_entry_written_under_another_django_version_is_a_quiet_miss(backend_name, cachedcall_log):

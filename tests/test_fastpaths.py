@@ -125,7 +125,11 @@ def test_the_locmem_reader_shares_decoded_counters_and_never_a_mutable_value():
         cache.set("list", [1, 2])
         first = locmem.read(cache, ["counter", "entry", "list"])
         again = locmem.read(cache, ["counter", "entry", "list"])
-        assert first == again == {"counter": 41, "entry": (3, (1, None), 0.5, 2, b"payload", None), "list": [1, 2]}
+        assert (
+            first
+            == again
+            == {"counter": 41, "entry": (3, (1, None), 0.5, 2, b"payload", None), "list": [1, 2]}
+        )
         assert again["entry"] is first["entry"]  # decoded once
         assert again["list"] is not first["list"]  # a mutable value: a copy per read
         cache.incr("counter")  # new bytes under the key: decoded afresh

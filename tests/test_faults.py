@@ -321,3 +321,28 @@ def test_after_a_frozen_counter_store_thaws_the_writers_bump_lands_within_the_re
     other.close()
     assert landed <= retries.LONGEST + servers.MEMCACHED_OPTIONS["timeout"] + 0.5, landed
     assert not bumps.is_dirty()
+
+
+@cached(timeout=60)
+def other_thing(value):
+    calls["other_thing"] += 1
+    return value
+
+
+@pytest.mark.usefixtures("backend_name")
+def test_undecodable_entries_are_counted_and_logged_once_per_function_on_every_backend(cachedcall_log):
+    from tests import planted
+
+    garbage = planted.Payload("garbage", lambda key: b"not a pickle at all", planted.FLAG_PICKLE)
+    for function in (anything, other_thing):
+        for n in range(3):
+            function(n)
+            planted.plant(function.key(n), garbage)  # raw bytes, past Django: a corrupt entry
+            assert function(n) == n  # a miss, computed again, nothing raised
+            assert function(n) == n  # stored again: a hit
+    assert calls["anything"] == calls["other_thing"] == 6
+    assert cachedcall.stats()["corrupt"] == {"default": 6}
+    assert cachedcall.stats()["down"] == []
+    logged = [r.getMessage() for r in _warnings(cachedcall_log) if "unreadable" in r.getMessage()]
+    assert len(logged) == 2, logged  # once per function
+    assert any("anything" in m for m in logged) and any("other_thing" in m for m in logged)

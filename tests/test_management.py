@@ -63,9 +63,10 @@ def test_stats_reset_and_bump():
     core = club_summary._self_function_cache  # counters are per process, cumulative across tests
     hits, misses = core.hits, core.misses
     club_summary(chess), club_summary(chess)
-    stats = run("stats")
+    stats = run("stats", "--local")
     line = next(row for row in stats.splitlines() if row.startswith("tests.test_management.club_summary"))
-    assert line.split()[1:] == [str(hits + 1), str(misses + 1), "0"]
+    # hits, misses, stored, errors, refused, stale, hit ratio
+    assert line.split()[1:4] == [str(hits + 1), str(misses + 1), str(misses + 1)]
     assert "Every cachedcall entry is now unreachable" in run("reset")
     club_summary(chess)
     assert calls["chess"] == 2
@@ -211,3 +212,49 @@ def test_from_the_command_line_common_options_may_follow_the_subcommand():
     # Django reads --settings wherever it is; the subcommand's parser must accept it too.
     result = django_admin("cachedcall", "bump", "testapp.Club", "-v", "0", "--skip-checks")
     assert (result.returncode, result.stdout, result.stderr) == (0, "Bumped testapp.Club.\n", "")
+
+
+@pytest.mark.usefixtures("backend_name")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("answer", ["no", "n", ""])
+def test_flush_answered_no_flushes_nothing_and_resets_nothing(answer, monkeypatch):
+    chess = Club.objects.create(name="chess")
+    club_summary(chess), club_summary(chess)
+    assert calls["chess"] == 1
+    monkeypatch.setattr("sys.stdin", StringIO(f"{answer}\n"))
+    out = StringIO()
+    call_command("flush", stdout=out)  # interactive, as typed: it reads the answer from stdin
+    assert "Flush cancelled: nothing was flushed, no cachedcall entry was reset." in out.getvalue()
+    assert Club.objects.filter(name="chess").exists()
+    club_summary(chess)
+    assert calls["chess"] == 1  # still a hit: the generation was not bumped
+
+
+@pytest.mark.usefixtures("backend_name")
+@pytest.mark.django_db(transaction=True)
+def test_flush_answered_yes_flushes_and_resets(monkeypatch):
+    chess = Club.objects.create(name="chess")
+    club_summary(chess)
+    monkeypatch.setattr("sys.stdin", StringIO("yes\n"))
+    call_command("flush", stdout=StringIO())
+    assert not Club.objects.exists()
+    club_summary(chess)
+    assert calls["chess"] == 2  # recomputed: every entry is unreachable
+
+
+def test_from_the_command_line_flush_answered_no_exits_0_saying_so():
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "flush", "--settings=tests.settings"],
+        cwd=ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+            "PYTHONPATH": str(ROOT),
+        },
+        input="no\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Type 'yes' to continue" in result.stdout
+    assert result.stdout.endswith("Flush cancelled: nothing was flushed, no cachedcall entry was reset.\n")

@@ -199,7 +199,7 @@ def writer_for(cls: type, raw: bool = False) -> Writer | None:
     return None
 
 
-def incrementer_for(cls: type) -> Callable[[Any, str], Any] | None:
+def incrementer_for(cls: type) -> Callable[..., Any] | None:
     """An ``incr`` for ``cls`` that never unpickles, where Django's own would, or ``None``.
 
     Only django-redis needs one: its ``incr`` unpickles a value that ``INCRBY`` refuses.
@@ -217,12 +217,12 @@ def incrementer_for(cls: type) -> Callable[[Any, str], Any] | None:
     return None
 
 
-def _django_redis_incr(cache: Any, key: str) -> Any:
+def _django_redis_incr(cache: Any, key: str, delta: int = 1) -> Any:
     from cachedcall.fastpaths import django_redis
 
     if not django_redis.stores_like_default_client(type(cache.client)):
-        return cache.incr(key)  # a client class of its own: its own incr knows its layout
-    return django_redis.raw_incr(cache, key)
+        return cache.incr(key, delta)  # a client class of its own: its own incr knows its layout
+    return django_redis.raw_incr(cache, key, delta)
 
 
 def _is_django_redis(cls: type) -> bool:

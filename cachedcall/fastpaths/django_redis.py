@@ -76,16 +76,16 @@ def raw_write(cache: Any, key: str, value: Any, timeout: Any) -> None:
 # As DefaultClient._incr, without its fallback: on a value INCRBY refuses it unpickles what
 # is stored (code, if someone planted a pickle) to add 1 in Python.
 _INCR = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], 1) end
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[1]) end
 return false
 """
 
 
-def raw_incr(cache: Any, key: str) -> int:
+def raw_incr(cache: Any, key: str, delta: int = 1) -> int:
     """django-redis's ``incr`` with nothing unpickled: ``ValueError`` for a missing key, and
     Redis's own ``ResponseError`` for a value that is no integer."""
     client = _raw_client(cache, write=True)
-    value = client.eval(_INCR, 1, cache.make_key(key))
+    value = client.eval(_INCR, 1, cache.make_key(key), delta)
     if value is None or value is False:
         raise ValueError(f"{key!r} is not in the cache")
     return int(value)

@@ -2,7 +2,8 @@
 
 settings   the CACHEDCALL settings in effect and the aliases they use
 backends   whether each alias cachedcall uses answers, and how fast: backends [ALIAS ...]
-stats      hits, misses and errors per decorated function, in this process
+stats      counts per decorated function and per alias, of every process (as flushed to the
+           cache, :mod:`cachedcall.metrics`): stats [--json] [--local]
 reset      make every cachedcall entry unreachable (no flush)
 bump       mark a model (or one row) as changed: bump app_label.Model [--pk PK]
 
@@ -15,6 +16,7 @@ error, broken settings).
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from typing import Any
 from typing import NoReturn
@@ -32,6 +34,7 @@ from cachedcall import aliases
 from cachedcall import bumps
 from cachedcall import conf
 from cachedcall import health
+from cachedcall import metrics
 from cachedcall.exceptions import InvalidDependency
 from cachedcall.function import registry
 from cachedcall.management.commands import _parsing
@@ -49,7 +52,8 @@ class Command(BaseCommand):
             {
                 "settings": "The CACHEDCALL settings in effect.",
                 "backends": "Whether each cache alias cachedcall uses answers.",
-                "stats": "Hits, misses and errors per decorated function in this process.",
+                "stats": "Hits, misses, stored, errors, refused and stale calls per decorated function, "
+                "and failures per alias, of every process.",
                 "reset": "Make every cachedcall entry unreachable, without a flush.",
                 "bump": "Mark a model, or one row of it, as changed.",
             },
@@ -60,6 +64,13 @@ class Command(BaseCommand):
             type=_alias,
             metavar="ALIAS",
             help="probe these aliases of settings.CACHES (default: every alias cachedcall uses)",
+        )
+        stats = self._parsers["stats"]
+        stats.add_argument("--json", action="store_true", help="print the counts as one JSON object")
+        stats.add_argument(
+            "--local",
+            action="store_true",
+            help="this process's counts only, not the sum every process flushed to the cache",
         )
         bump = self._parsers["bump"]
         bump.add_argument("model", type=_model, help="app_label.ModelName")
@@ -87,6 +98,12 @@ class Command(BaseCommand):
             ("KEY_PREFIX", current.key_prefix),
             ("SCOPES", dict(current.scopes) or "(foreign keys only)"),
             ("IGNORE_MODELS", ", ".join(sorted(current.ignore_models))),
+            (
+                "METRICS_INTERVAL",
+                "(off: counts stay in each process)"
+                if current.metrics_interval is None
+                else f"{current.metrics_interval:g} s, into {metrics.alias_of(current)!r}",
+            ),
         ]
         for name, value in rows:
             self.stdout.write(f"{name:<15} {value}")
@@ -120,17 +137,76 @@ class Command(BaseCommand):
             raise CommandError(f"{failing} of the {len(names)} cache alias(es) {used} do not answer.")
 
     def do_stats(self, options: dict[str, Any]) -> None:
-        self.stdout.write(f"{'function':<60}{'hits':>8}{'misses':>8}{'errors':>8}")
-        for fc in sorted(registry, key=lambda c: c.name):
-            self.stdout.write(f"{fc.name:<60}{fc.hits:>8}{fc.misses:>8}{fc.errors:>8}")
+        current = conf.get()
+        alias = metrics.alias_of(current)
+        everywhere = not options["local"] and current.metrics_interval is not None
+        if everywhere:
+            metrics.flush()  # this process's own counts first (nothing, usually)
+            counts = metrics.read()
+            if counts is None:
+                raise CommandError(
+                    f"The counts could not be read from the cache alias {alias!r}; see the log of "
+                    "logger 'cachedcall'. 'cachedcall stats --local' shows this process's."
+                )
+            scope = f"every process, as flushed to the cache alias {alias!r}"
+        else:
+            counts = metrics.local()
+            scope = "this process"
         snapshot = health.stats()
+        report = {
+            "scope": "every process" if everywhere else "this process",
+            "alias": alias if everywhere else None,
+            "interval": current.metrics_interval,
+            "functions": {
+                name: {**counted, "hit_ratio": metrics.hit_ratio(counted)}
+                for name, counted in sorted(counts.functions.items())
+            },
+            "health": counts.health,
+            "down": snapshot["down"],
+            "bumps_waiting": bumps.dirty_keys() if bumps.is_dirty() else [],
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(report, indent=2, sort_keys=True))
+            return
+        if current.metrics_interval is None and not options["local"]:
+            self.stdout.write("CACHEDCALL['METRICS_INTERVAL'] is off: each process keeps its own counts.")
+        if everywhere:
+            self.stdout.write(f"Counts of {scope} (every {current.metrics_interval:g} s and at exit):")
+        else:
+            self.stdout.write("Counts of this process:")
+        self._function_table(report["functions"])
+        self._health_table(counts.health)
+        self.stdout.write(f"down now, in this process: {', '.join(report['down']) or 'none'}")
+        if report["bumps_waiting"]:
+            self.stdout.write(f"bumps waiting for a retry: {', '.join(report['bumps_waiting'])}")
+
+    def _function_table(self, functions: dict[str, dict[str, Any]]) -> None:
+        width = max([len("function"), *map(len, functions)]) + 2
         self.stdout.write(
-            f"backend errors: {snapshot['errors'] or 'none'}; down now: {snapshot['down'] or 'none'}"
+            f"{'function':<{width}}" + "".join(f"{o:>9}" for o in metrics.OUTCOMES) + "  hit ratio"
         )
-        for name in ("bad_signatures", "corrupt", "too_large", "bump_failures", "bypassed"):
-            self.stdout.write(f"{name.replace('_', ' ')}: {snapshot[name] or 'none'}")
-        if bumps.is_dirty():
-            self.stdout.write(f"bumps waiting for a retry: {', '.join(bumps.dirty_keys())}")
+        for name, counted in functions.items():
+            ratio = counted["hit_ratio"]
+            shown = "-" if ratio is None else f"{ratio:.1%}"
+            cells = "".join(f"{counted[o]:>9}" for o in metrics.OUTCOMES)
+            self.stdout.write(f"{name:<{width}}{cells}{shown:>11}")
+        if not functions:
+            self.stdout.write("(no decorated function has counted anything yet)")
+
+    def _health_table(self, counted: dict[str, dict[str, int]]) -> None:
+        kinds = [kind for kind in metrics.HEALTH if kind != "bypassed"]
+        names = sorted({alias for kind in kinds for alias in counted[kind]})
+        width = max([len("alias"), *map(len, names)]) + 2
+        if not names:
+            self.stdout.write("cache aliases: no error, refusal or corrupt entry counted")
+        else:
+            heads = "".join(f"{kind.replace('_', ' '):>16}" for kind in kinds)
+            self.stdout.write(f"{'alias':<{width}}{heads}")
+        for alias in names:
+            cells = "".join(f"{counted[kind].get(alias, 0):>16}" for kind in kinds)
+            self.stdout.write(f"{alias:<{width}}{cells}")
+        bypassed = ", ".join(f"{reason} {n}" for reason, n in sorted(counted["bypassed"].items()))
+        self.stdout.write(f"calls that bypassed the cache for a bump: {bypassed or 'none'}")
 
     def do_reset(self, options: dict[str, Any]) -> None:
         bumps.reset()
