@@ -116,8 +116,16 @@ def test_value_over_memcached_item_size_is_not_stored_and_is_no_outage(own_memca
     assert stats["errors"] == {} and stats["down"] == []  # the alias answered: no outage
     warnings = [r for r in cachedcall_log.records if r.levelno >= logging.INFO]
     assert len(warnings) == 1 and "refused for its size" in warnings[0].getMessage()
+    assert warnings[0].levelno == logging.WARNING and "anything" in warnings[0].getMessage()
     assert anything(1) == 1 and anything(1) == 1
     assert calls["anything"] == 4  # small values still cache
+    # Once per function: another function's refusal says so once more, and only once.
+    for _ in range(2):
+        assert other_thing(big) == big
+    warnings = [r for r in cachedcall_log.records if r.levelno >= logging.INFO]
+    assert [r.levelno for r in warnings] == [logging.WARNING, logging.WARNING]
+    assert "other_thing" in warnings[1].getMessage()
+    assert cachedcall.stats()["too_large"] == {"default": 5} and cachedcall.stats()["down"] == []
 
 
 @pytest.mark.usefixtures("backend_name")
@@ -346,3 +354,19 @@ def test_undecodable_entries_are_counted_and_logged_once_per_function_on_every_b
     logged = [r.getMessage() for r in _warnings(cachedcall_log) if "unreadable" in r.getMessage()]
     assert len(logged) == 2, logged  # once per function
     assert any("anything" in m for m in logged) and any("other_thing" in m for m in logged)
+
+
+@pytest.mark.django_db
+def test_saving_50_rows_while_memcached_is_down_logs_one_warning(own_memcached, cachedcall_log):
+    from cachedcall import bumps
+    from tests.testapp.models import Club
+
+    own_memcached.stop()
+    for n in range(50):
+        Club.objects.create(name=f"club {n}")  # post_save: its table, row and scopes
+    warnings = _warnings(cachedcall_log)
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "failed" in warnings[0].getMessage()  # the outage window's one WARNING
+    assert cachedcall.stats()["bump_failures"]["default"] >= 50  # every save's, counted
+    assert bumps.is_dirty()
+    bumps.forget()

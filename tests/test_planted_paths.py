@@ -284,9 +284,26 @@ def _target_key(path: ReadPath, target: str) -> str:
 
 
 COUNTER_TARGETS = ["global-generation", "function-generation", "model-version"]
-SCENARIOS = [pytest.param("entry", p, id=f"entry-{p.name}") for p in ENTRY_PAYLOADS] + [
-    pytest.param(target, p, id=f"{target}-{p.name}") for target in COUNTER_TARGETS for p in COUNTER_PAYLOADS
-]
+SCENARIOS = (
+    [pytest.param("entry", p, id=f"entry-{p.name}") for p in ENTRY_PAYLOADS]
+    + [
+        pytest.param(target, p, id=f"{target}-{p.name}")
+        for target in COUNTER_TARGETS
+        for p in COUNTER_PAYLOADS
+    ]
+    # The bypass the hardening issue found: something that is no integer under the global
+    # generation (its int() raised, and the read fell back key by key through Django's get,
+    # which unpickles) together with a pickle under the entry key.
+    + [pytest.param("generation-and-entry", p, id=f"generation-and-entry-{p.name}") for p in COUNTER_PAYLOADS]
+)
+
+
+def _plant(path: ReadPath, target: str, payload: Payload, counters: str = "default") -> None:
+    if target == "generation-and-entry":
+        planted.plant(_target_key(path, "global-generation"), payload, counters)
+        planted.plant(path.key(), ENTRY_PAYLOADS[0])  # a pickle that runs code
+    else:
+        planted.plant(_target_key(path, target), payload, "default" if target == "entry" else counters)
 
 
 def _plant_and_call(
@@ -301,7 +318,7 @@ def _plant_and_call(
     with monkeypatch.context() as patch:
         if path.arrange is not None:
             path.arrange(patch)
-        planted.plant(_target_key(path, target), payload, "default" if target == "entry" else counters)
+        _plant(path, target, payload, counters)
         if path.locked:
             # Held by someone else (the holder's token planted as a pickle: it is never read).
             planted.plant(locks.key(path.key()), planted.LOCK_PAYLOAD)
@@ -323,7 +340,7 @@ def test_a_planted_payload_is_never_unpickled_and_is_a_plain_miss(path_name, tar
     assert _plant_and_call(path, target, payload, monkeypatch) == path.expected
     assert ran == []
     assert calls[path.name] == 2  # computed again: a miss, and nothing served unverified
-    refused = 1 if target == "entry" and path.reads_entry else 0
+    refused = 1 if target in ("entry", "generation-and-entry") and path.reads_entry else 0
     assert stats()["bad_signatures"].get("default", 0) == refused
     # Repaired: the entry overwritten, the foreign counter dropped and re-seeded.
     assert path.again() == path.expected
@@ -409,7 +426,7 @@ def test_every_other_reader_never_unpickles_a_planted_payload(reader, target, pa
     if reader == "decode-error":
         # Every read fails (counted, logged once), so every call computes and stores nothing;
         # had the read fallen back key by key through Django's get(), the pickle would run.
-        planted.plant(_target_key(path, target), payload)
+        _plant(path, target, payload)
         for _ in range(2):
             with record() as events:
                 assert path.call() == path.expected
@@ -552,6 +569,10 @@ def test_a_bump_over_a_planted_counter_replaces_it_with_one_of_ours(payload):
     planted.plant(model_version, payload)
     cachedcall_bump(MODEL)  # incr cannot advance what is no integer: dropped and re-seeded
     assert not bumps.is_dirty() and stats()["bump_failures"] == {}
+    from cachedcall import backend
+
+    found = backend.read(caches["default"], "default", [model_version], raw=True)
+    assert found is not None and type(found[model_version]) is int  # one of ours now
     assert value(7) == {"n": 7}
     assert value(7) == {"n": 7}  # stamped with the re-seeded counter, and a hit
     assert calls["sync"] == 1
