@@ -96,7 +96,9 @@ def read(cache: BaseCache, alias: str, keys: Sequence[str], raw: bool = False) -
         back as the stored bytes or ints, anything else as :data:`fastpaths.REFUSED`.
     """
     try:
-        reader = _reader(cache, raw)
+        reader = _readers.get((type(cache), raw), MISSING)  # _reader(), inline: the hit path
+        if reader is MISSING:
+            reader = _reader(cache, raw)
         found = cache.get_many(keys) if reader is None else reader(cache, keys)
     except _DECODE_ERRORS as exc:
         if raw:

@@ -236,7 +236,8 @@ class FunctionCache:
     def keys_for_call(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan | None:
         """Return ``(entry key, counter keys)``, or ``None`` when this call must bypass."""
         self.setup()
-        full = self.full_args(instance, args)
+        # full_args() and counter_keys(), inline: this is the hit path.
+        full = (instance, *args) if instance is not None and self.binds_instance else args
         values = None
         if self.key_fn is None:
             try:
@@ -250,7 +251,7 @@ class FunctionCache:
                 events.emit(self, None, events.REFUSED, 0.0, reason)
                 return None
         key = self.entry_key(full, kwargs, values)
-        counter_keys = self.counter_keys(full, kwargs)
+        counter_keys = self.static_keys if self.depends_fn is None else self.counter_keys(full, kwargs)
         if bumps.unsettled():
             outcome = bumps.bypass(counter_keys)
             if outcome is not None:
