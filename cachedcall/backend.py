@@ -12,20 +12,18 @@ for backends that never block (LocMemCache), which run on the event loop.
 
 Which backend object a thread uses for an alias is :mod:`cachedcall.aliases`'.
 
-Process state: ``_readers``/``_writers``/``_incrementers`` (the fast path chosen per
-backend class), ``_FOREIGN`` (the exception classes of a refused increment) and
+Counters (version counters, totals) have their own operations: :mod:`cachedcall.counters`.
+
+Process state: ``_readers``/``_writers`` (the fast path chosen per backend class) and
 ``_stores`` (one Store per alias, dropped when ``CACHES`` changes); :func:`forget` resets
 them and the health counts.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import pickle
-import secrets
 from collections.abc import Awaitable
-from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Sequence
 from typing import Any
@@ -34,6 +32,7 @@ from django.core.cache.backends.base import BaseCache
 from django.core.signals import setting_changed
 
 from cachedcall import aliases
+from cachedcall import counters
 from cachedcall import fastpaths
 from cachedcall import health
 from cachedcall.aliases import cache_for
@@ -43,11 +42,6 @@ from cachedcall.entry import MISSING
 __all__: list[str] = []
 
 logger = logging.getLogger("cachedcall")
-
-# A version counter starts at a random value below 2**62: an evicted counter is re-created
-# with a value never used before, so it cannot make an old entry valid again, and there is
-# room for 2**62 increments before memcached's 64-bit or Redis's signed counters wrap.
-_SEED_BITS = 62
 
 # Raised by pickle (and by Django backends unpickling) on bytes that are not a valid pickle
 # of something importable: a corrupt or foreign entry, not an outage.
@@ -67,8 +61,6 @@ _DECODE_ERRORS = (
 TOO_LARGE: Any = type("TooLarge", (), {"__repr__": lambda self: "TOO_LARGE", "__slots__": ()})()
 _readers: dict[tuple[type, bool], Any] = {}
 _writers: dict[tuple[type, bool], Any] = {}
-_incrementers: dict[type, Any] = {}
-_FOREIGN: tuple[type[BaseException], ...] | None = None
 
 
 def _caches_changed(*, setting: str, **kwargs: object) -> None:
@@ -82,7 +74,8 @@ setting_changed.connect(_caches_changed, dispatch_uid="cachedcall.backend.caches
 # --- operations ---------------------------------------------------------------------------------
 
 
-def _reader(cache: BaseCache, raw: bool = False) -> Any:
+def reader(cache: BaseCache, raw: bool = False) -> Any:
+    """The fast reader chosen for ``cache``'s class (memoized), or ``None`` for Django's."""
     reader = _readers.get((type(cache), raw), MISSING)
     if reader is MISSING:
         reader = _readers[type(cache), raw] = fastpaths.reader_for(type(cache), raw)
@@ -96,10 +89,10 @@ def read(cache: BaseCache, alias: str, keys: Sequence[str], raw: bool = False) -
         back as the stored bytes or ints, anything else as :data:`fastpaths.REFUSED`.
     """
     try:
-        reader = _readers.get((type(cache), raw), MISSING)  # _reader(), inline: the hit path
-        if reader is MISSING:
-            reader = _reader(cache, raw)
-        found = cache.get_many(keys) if reader is None else reader(cache, keys)
+        fast = _readers.get((type(cache), raw), MISSING)  # reader(), inline: the hit path
+        if fast is MISSING:
+            fast = reader(cache, raw)
+        found = cache.get_many(keys) if fast is None else fast(cache, keys)
     except _DECODE_ERRORS as exc:
         if raw:
             # Never fall back to Django's get() for a signed cache: it unpickles. What the
@@ -144,7 +137,7 @@ async def aread(
     Django's ``aget_many`` awaits ``aget`` once per key, which is a round trip per key on
     every backend Django ships; the one ``get_many`` of :func:`read` runs in a thread instead.
     """
-    if fastpaths.in_memory(_reader(cache)):
+    if fastpaths.in_memory(reader(cache)):
         return read(cache, alias, keys, raw)  # locmem never blocks: no thread hop
     from asgiref.sync import sync_to_async
 
@@ -179,11 +172,32 @@ def write(cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any, r
     return True
 
 
+def write_many(cache: BaseCache, alias: str, items: list[tuple[str, Any]], timeout: Any) -> dict[str, Any]:
+    """Store several entries in one ``set_many``; return what :func:`write` would per key.
+
+    A key the backend reports as not stored, or a batch it refused whole (memcached raises
+    for one value over its item size), is written again on its own, which tells a size
+    refusal from an outage per key.
+    """
+    try:
+        failed = cache.set_many(dict(items), timeout)
+    except Exception:
+        return {key: write(cache, alias, key, value, timeout) for key, value in items}
+    result: dict[str, Any] = dict.fromkeys((key for key, _ in items), True)
+    if failed:
+        values = dict(items)
+        for key in failed:
+            result[key] = write(cache, alias, key, values[key], timeout)
+    if health.anything_down():
+        health.succeeded(alias)
+    return result
+
+
 async def awrite(
     cache: BaseCache, alias: str, key: str, envelope: Any, timeout: Any, raw: bool = False
 ) -> Any:
     """The async form of :func:`write` (Django's ``aset`` is this same thread hop)."""
-    if fastpaths.in_memory(_reader(cache)):
+    if fastpaths.in_memory(reader(cache)):
         return write(cache, alias, key, envelope, timeout, raw)
     from asgiref.sync import sync_to_async
 
@@ -209,114 +223,16 @@ def add(cache: BaseCache, alias: str, key: str, value: Any, timeout: Any) -> boo
         return None
 
 
-def seed(cache: BaseCache, alias: str, keys: Sequence[str], raw: bool = False) -> dict[str, int] | None:
-    """Create missing counters with fresh random values and return the values now current.
-
-    Returns ``None`` when a counter could not be created or read back (outage, or evicted
-    at once): the caller must then not store, since it cannot stamp its entry.
-    """
-    values: dict[str, int] = {}
-    raced: list[str] = []
-    try:
-        for key in keys:
-            value = secrets.randbits(_SEED_BITS) + 1
-            if cache.add(key, value, None):
-                values[key] = value
-            else:
-                raced.append(key)
-        if raced:
-            reader = _reader(cache, raw)
-            got = cache.get_many(raced) if reader is None else reader(cache, raced)
-            if len(got) != len(raced):
-                # add() said the counter exists, get() says it does not: the client is
-                # answering defaults instead of raising (a node in pymemcache's retry window).
-                raise ConnectionError("counter neither added nor readable")
-            if any(type(value) is not int for value in got.values()):
-                # Created meanwhile, and not a counter of ours (planted, or foreign: a raw read
-                # hands it back undecoded): nothing can be stamped with it, and a signed entry
-                # stamped with REFUSED would not even pickle. The next read drops and re-seeds it.
-                return None
-            values.update(got)
-    except Exception as exc:
-        health.failed(alias, "add", exc)
-        return None
-    return values
-
-
-def _incrementer(cache: BaseCache) -> Any:
-    incrementer = _incrementers.get(type(cache), MISSING)
-    if incrementer is MISSING:
-        incrementer = _incrementers[type(cache)] = fastpaths.incrementer_for(type(cache))
-    return incrementer
-
-
-def _foreign_value_errors() -> tuple[type[BaseException], ...]:
-    """What a backend's ``incr`` raises when the server answered that the stored value is
-    no integer (planted, or written by someone else): public exception classes of each
-    client library that is installed; never what a lost connection raises."""
-    global _FOREIGN
-    if _FOREIGN is None:
-        found: list[type[BaseException]] = [TypeError]  # LocMemCache: bytes + 1
-        for module, name in (
-            ("pymemcache.exceptions", "MemcacheClientError"),  # "non-numeric value"
-            ("redis.exceptions", "ResponseError"),  # "value is not an integer"
-            ("pylibmc", "ClientError"),
-        ):
-            try:
-                found.append(getattr(importlib.import_module(module), name))
-            except (ImportError, AttributeError):
-                pass
-        _FOREIGN = tuple(found)
-    return _FOREIGN
-
-
-def incr(cache: BaseCache, alias: str, key: str) -> bool:
-    """Advance a version counter atomically, creating it if it is missing; return success.
-
-    ``incr`` is atomic on every backend; a missing counter is created with ``add`` and a
-    fresh random value, and if another process created it first we ``incr`` that one. A
-    value there that is no integer (planted, or someone else's) cannot be advanced: it is
-    deleted and re-seeded like a missing one, which is a bump too (a new random value).
-    """
-    return _advance(cache, alias, key, 1, lambda: secrets.randbits(_SEED_BITS) + 1, "incr")
-
-
-def add_to(cache: BaseCache, alias: str, key: str, amount: int, operation: str = "incr") -> bool:
-    """Add ``amount`` to the counter ``key``, creating it at ``amount`` (a total, not a
-    version: no random seed); return success. A value there that is no integer is replaced.
-    A failure is counted against ``alias`` as ``operation``."""
-    return _advance(cache, alias, key, amount, lambda: amount, operation)
-
-
-def _advance(
-    cache: BaseCache, alias: str, key: str, amount: int, created: Callable[[], int], operation: str
-) -> bool:
-    try:
-        incrementer = _incrementer(cache)
-        for _ in range(3):
-            try:
-                value = cache.incr(key, amount) if incrementer is None else incrementer(cache, key, amount)
-            except ValueError:
-                pass  # missing (every Django backend says so this way)
-            except _foreign_value_errors():
-                cache.delete(key)
-            else:
-                # pymemcache's HashClient answers False instead of raising while it retries
-                # a failing node, django-redis ignoring errors None: that is not an increment.
-                if type(value) is not int:
-                    raise ConnectionError(f"incr answered {value!r}")
-                return True
-            if cache.add(key, created(), None):
-                return True
-        raise ConnectionError(f"counter {key!r} kept disappearing")
-    except Exception as exc:
-        health.failed(alias, operation, exc)
-        return False
-
-
 # --- one alias --------------------------------------------------------------------------------
 
-_OPERATIONS: dict[str, Any] = {"read": read, "write": write, "delete": delete, "add": add, "seed": seed}
+_OPERATIONS: dict[str, Any] = {
+    "read": read,
+    "write": write,
+    "write_many": write_many,
+    "delete": delete,
+    "add": add,
+    "seed": counters.seed,
+}
 _stores: dict[str, Store] = {}
 
 
@@ -354,7 +270,7 @@ class Store:
         return delete(cache_for(self.alias), self.alias, keys)
 
     def incr(self, key: str) -> bool:
-        return incr(cache_for(self.alias), self.alias, key)
+        return counters.incr(cache_for(self.alias), self.alias, key)
 
     def run(self, operation: str, *args: Any) -> Any:
         return _OPERATIONS[operation](cache_for(self.alias), self.alias, *args)
@@ -363,7 +279,7 @@ class Store:
         # The backend is looked up here, in the caller's context, and handed to the worker
         # thread: a backend looked up inside a worker thread would never be closed.
         cache = lookup(self.alias)
-        if fastpaths.in_memory(_reader(cache)):
+        if fastpaths.in_memory(reader(cache)):
             return _OPERATIONS[operation](cache, self.alias, *args)  # never blocks: no hop
         from asgiref.sync import sync_to_async
 
@@ -391,6 +307,6 @@ def forget() -> None:
     health.forget()
     _readers.clear()
     _writers.clear()
-    _incrementers.clear()
+    counters.forget()
     _stores.clear()
     aliases.forget()

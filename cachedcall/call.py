@@ -18,6 +18,7 @@ The operations a step may yield (a tuple, the first item says which):
 ``(SLEEP, seconds)``            a lock waiter's pause
 ``(WAIT, flight)``              a follower waits for its leader -> whether it landed
 ``(COMPUTE,)``                  run the function -> its result (its exception is thrown in)
+``(CALL, args, kwargs)``        run it with these arguments (one call of ``f.map()``)
 
 Process state: none (each function's flights live in its FunctionCache).
 """
@@ -51,6 +52,7 @@ from cachedcall.function import FunctionCache
 __all__: list[str] = []
 
 READ, STORE, RELEASE, SLEEP, WAIT, COMPUTE = "read", "store", "release", "sleep", "wait", "compute"
+CALL = "call"
 DONE = "done"
 _COMPUTE = (COMPUTE,)
 Steps = Generator[tuple[Any, ...], Any, Any]
@@ -334,7 +336,7 @@ def unusable(versions: tuple[Any, ...] | None) -> bool:
 # --- the drivers ----------------------------------------------------------------------------
 
 
-def _advance(steps: Steps, reply: Any, error: BaseException | None) -> tuple[Any, ...]:
+def advance(steps: Steps, reply: Any, error: BaseException | None) -> tuple[Any, ...]:
     """Send the last operation's result (or throw its exception) in; return the next
     operation, or ``(DONE, value)`` when the steps are over."""
     try:
@@ -348,11 +350,13 @@ def drive(steps: Steps, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, A
     reply: Any = None
     error: BaseException | None = None
     while True:
-        op = _advance(steps, reply, error)
+        op = advance(steps, reply, error)
         kind, error, reply = op[0], None, None
         try:
             if kind is COMPUTE:
                 reply = wrapped(*args, **kwargs)
+            elif kind is CALL:
+                reply = wrapped(*op[1], **op[2])
             elif kind is STORE:
                 reply = op[1].run(op[2], *op[3:])
             elif kind is READ:
@@ -375,11 +379,13 @@ async def adrive(steps: Steps, wrapped: Any, args: tuple[Any, ...], kwargs: dict
     reply: Any = None
     error: BaseException | None = None
     while True:
-        op = _advance(steps, reply, error)
+        op = advance(steps, reply, error)
         kind, error, reply = op[0], None, None
         try:
             if kind is COMPUTE:
                 reply = await wrapped(*args, **kwargs)
+            elif kind is CALL:
+                reply = await wrapped(*op[1], **op[2])
             elif kind is STORE:
                 reply = await op[1].arun(op[2], *op[3:])
             elif kind is READ:

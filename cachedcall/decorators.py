@@ -12,6 +12,7 @@ import datetime
 import functools
 import inspect
 from collections.abc import Callable
+from collections.abc import Iterable
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from typing import Any
@@ -21,6 +22,7 @@ from typing import overload
 
 import wrapt
 
+from cachedcall import batch
 from cachedcall import call
 from cachedcall import options
 from cachedcall.exceptions import InvalidOption
@@ -33,6 +35,17 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 __all__ = ["cached"]
+
+
+def _batch(fc: FunctionCache, wrapped: Any, instance: Any, iterable: Iterable[Any], star: bool) -> Any:
+    # The iterable is consumed here, at the call, for async functions too (as map() would
+    # when its result is awaited at once).
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        (tuple(item), {}) if star else ((item,), {}) for item in iterable
+    ]
+    if fc.is_async:
+        return batch.amap(fc, wrapped, instance, calls)
+    return batch.map_calls(fc, wrapped, instance, calls)
 
 
 # --- the wrapt proxies ------------------------------------------------------------------------
@@ -95,6 +108,16 @@ class BoundCachedFunction(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
         method = call.arefresh if fc.is_async else call.refresh
         return method(fc, self.__wrapped__, _instance_of(self), args, kwargs)
 
+    def map(self, iterable: Iterable[Any], /) -> Any:
+        return _batch(
+            self._self_parent._self_function_cache, self.__wrapped__, _instance_of(self), iterable, False
+        )
+
+    def starmap(self, iterable: Iterable[Iterable[Any]], /) -> Any:
+        return _batch(
+            self._self_parent._self_function_cache, self.__wrapped__, _instance_of(self), iterable, True
+        )
+
 
 class CachedFunction(wrapt.FunctionWrapper):  # type: ignore[type-arg]
     """The decorated function: calls it through the cache, and carries its helpers."""
@@ -132,6 +155,14 @@ class CachedFunction(wrapt.FunctionWrapper):  # type: ignore[type-arg]
         fc = self._self_function_cache
         method = call.arefresh if fc.is_async else call.refresh
         return method(fc, self.__wrapped__, None, args, kwargs)
+
+    def map(self, iterable: Iterable[Any], /) -> Any:
+        """``[f(x) for x in iterable]``, with one read and one write for all the calls."""
+        return _batch(self._self_function_cache, self.__wrapped__, None, iterable, False)
+
+    def starmap(self, iterable: Iterable[Iterable[Any]], /) -> Any:
+        """``[f(*a) for a in iterable]``, with one read and one write for all the calls."""
+        return _batch(self._self_function_cache, self.__wrapped__, None, iterable, True)
 
     def __reduce_ex__(self, protocol: Any) -> str:
         # Pickle a module-level decorated function by reference, as pickle does functions.

@@ -55,6 +55,7 @@ from django.core.cache.backends.base import BaseCache
 from cachedcall import aliases
 from cachedcall import backend
 from cachedcall import conf
+from cachedcall import counters
 from cachedcall import health
 from cachedcall.keys import digest
 from cachedcall.keys import safe_name
@@ -238,7 +239,7 @@ def _land(cache: BaseCache, alias: str, prefix: str) -> bool:
     if wanted and not _list(cache, alias, prefix, wanted):
         return False
     for series, added in list(_pending.items()):
-        if not backend.add_to(cache, alias, key(prefix, *series), added, "incr (metrics)"):
+        if not counters.add_to(cache, alias, key(prefix, *series), added, "incr (metrics)"):
             return False  # the rest waits for the next flush: one timeout per flush at most
         del _pending[series]
     if health.anything_down():

@@ -7,6 +7,8 @@ and whose helpers take the same parameters.
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Coroutine
+from collections.abc import Iterable
 from typing import Any
 from typing import Concatenate
 from typing import Generic
@@ -47,6 +49,33 @@ class Cached(Protocol, Generic[P, R]):
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Recompute, store and return this call's value."""
+        ...
+
+    # The async overloads first: an async function's R is a coroutine, which the plain one
+    # would match too (so mypy calls them overlapping; the order decides, as intended).
+    @overload
+    def map(  # type: ignore[overload-overlap]
+        self: Cached[P2, Coroutine[Any, Any, R2]], iterable: Iterable[Any], /
+    ) -> Coroutine[Any, Any, list[R2]]: ...
+
+    @overload
+    def map(self, iterable: Iterable[Any], /) -> list[R]: ...
+
+    def map(self, iterable: Iterable[Any], /) -> Any:
+        """``[f(x) for x in iterable]``: one read and one write for all the calls (for an
+        ``async def`` function, an awaitable of that list)."""
+        ...
+
+    @overload
+    def starmap(  # type: ignore[overload-overlap]
+        self: Cached[P2, Coroutine[Any, Any, R2]], iterable: Iterable[Iterable[Any]], /
+    ) -> Coroutine[Any, Any, list[R2]]: ...
+
+    @overload
+    def starmap(self, iterable: Iterable[Iterable[Any]], /) -> list[R]: ...
+
+    def starmap(self, iterable: Iterable[Iterable[Any]], /) -> Any:
+        """``[f(*a) for a in iterable]``, batched as :meth:`map`."""
         ...
 
     @overload

@@ -11,7 +11,7 @@ call is a hit).
 
 The read paths: ``f()``, ``await f()``, ``cached_view`` sync and async, ``stale=``, ``soft=``
 and ``early=`` (each reads the same but decides differently on what it read), the lock's
-waiting path sync and async, and ``f.refresh()`` (counters only). ``f.map`` does not exist.
+waiting path sync and async, ``f.refresh()`` (counters only) and ``f.map()`` (a batch of one).
 A second table runs the sync path through each backend's other reader: the ``get_many`` of
 a subclass under the guard, pymemcache's own ``get_many`` while a node is down, Redis through
 ``get_client``, and a ``get_many`` that fails to decode (which must fail the read, never
@@ -83,6 +83,12 @@ def value(n):
 @cached(timeout=60, depends_on=[MODEL])
 async def avalue(n):
     calls["async"] += 1
+    return {"n": n}
+
+
+@cached(timeout=60, depends_on=[MODEL])
+def mapped_value(n):
+    calls["map"] += 1
     return {"n": n}
 
 
@@ -190,6 +196,14 @@ PATHS = {
     path.name: path
     for path in [
         ReadPath("sync", value, lambda: value(1), lambda: value.key(1), lambda: value(1), {"n": 1}),
+        ReadPath(
+            "map",
+            mapped_value,
+            lambda: mapped_value.map([1])[0],
+            lambda: mapped_value.key(1),
+            lambda: mapped_value(1),
+            {"n": 1},
+        ),
         ReadPath(
             "async", avalue, lambda: _run(avalue(1)), lambda: avalue.key(1), lambda: _run(avalue(1)), {"n": 1}
         ),

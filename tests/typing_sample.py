@@ -61,3 +61,13 @@ club_classes("chess", nope=1)  # type: ignore[call-arg]
 club_classes.invalidate("chess", "monday")  # type: ignore[arg-type]
 Clubs().classes("x")  # type: ignore[arg-type]
 bare()  # type: ignore[call-arg]
+
+
+def use_map() -> None:
+    assert_type(club_classes.map(["chess", "go"]), list[list[str]])
+    assert_type(club_classes.starmap([("chess", 2)]), list[list[str]])
+
+
+async def use_amap() -> None:
+    assert_type(await aclasses.map(["chess"]), list[list[str]])
+    assert_type(await aclasses.starmap([("chess",)]), list[list[str]])
