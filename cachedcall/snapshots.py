@@ -19,7 +19,8 @@ in its default journal mode, so no commit can slip under its reads; in WAL mode 
 snapshot: list the alias in ``CACHEDCALL["SNAPSHOT_DATABASES"]``. Inside a test case's own
 transaction (:mod:`cachedcall.testworld`) nothing commits underneath, so values are stored.
 
-Process state: none.
+Process state: ``_memo``, the aliases that read a snapshot for the settings in effect
+(recomputed when ``CACHEDCALL`` or ``DATABASES`` change; :func:`forget` drops it).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from cachedcall import testworld
 
 __all__: list[str] = []
 
+_memo: list[tuple[Any, Any, tuple[str, ...]] | None] = [None]
+
 #: The isolation levels, by vendor, whose transactions read a snapshot (lower case names;
 #: PostgreSQL's are the ``IsolationLevel`` enum Django's documentation has you use).
 _SNAPSHOT_LEVELS = {
@@ -44,27 +47,55 @@ _SNAPSHOT_LEVELS = {
 def open_snapshot() -> str | None:
     """The alias of a connection in a transaction that may read an old snapshot, or ``None``.
 
-    Only connections already opened in this thread are looked at: a call cannot have read
-    through one that is not.
+    Only the databases whose settings say they read a snapshot are looked at, and only
+    whether this thread's connection to one is in a transaction (nothing is queried).
     """
-    declared = conf.get().snapshot_databases
-    for connection in connections.all(initialized_only=True):
-        if not connection.in_atomic_block:
-            continue
-        snapshot = connection.alias in declared or _reads_snapshot(connection)
-        if snapshot and not testworld.in_test_world(connection):
-            return connection.alias
+    candidates = _candidates()
+    if not candidates:
+        return None  # the common case, decided without looking at any connection
+    for alias in candidates:
+        connection = connections[alias]
+        if connection.in_atomic_block and not testworld.in_test_world(connection):
+            return alias
     return None
 
 
-def _reads_snapshot(connection: Any) -> bool:
-    levels = _SNAPSHOT_LEVELS.get(connection.vendor)
-    if not levels:
+def _candidates() -> tuple[str, ...]:
+    """The database aliases whose transactions read a snapshot, from the settings alone
+    (memoized per ``CACHEDCALL`` and ``DATABASES``: this is asked on every miss)."""
+    from django.conf import settings as django_settings
+
+    ours, databases = conf.get(), django_settings.DATABASES
+    held = _memo[0]
+    if held is not None and held[0] is ours and held[1] is databases:
+        return held[2]
+    found = tuple(
+        alias
+        for alias, config in databases.items()
+        if alias in ours.snapshot_databases or _declares_snapshot(config)
+    )
+    _memo[0] = (ours, databases, found)
+    return found
+
+
+def forget() -> None:
+    """Drop the memoized candidates."""
+    _memo[0] = None
+
+
+def _declares_snapshot(config: Any) -> bool:
+    engine = str(config.get("ENGINE", ""))
+    vendor = "postgresql" if "postgres" in engine else "mysql" if "mysql" in engine else None
+    if vendor is None:
         return False
-    level = connection.settings_dict.get("OPTIONS", {}).get("isolation_level")
+    return _reads_snapshot(vendor, config.get("OPTIONS", {}).get("isolation_level"))
+
+
+def _reads_snapshot(vendor: str, level: Any) -> bool:
+    levels = _SNAPSHOT_LEVELS[vendor]
     if level is None:
         return False  # Django's default on both: READ COMMITTED
-    if type(level) is int and connection.vendor == "postgresql":
+    if type(level) is int and vendor == "postgresql":
         # A bare number, as psycopg2's constants are: Django reads it through this enum.
         from django.db.backends.postgresql.psycopg_any import IsolationLevel
 

@@ -236,6 +236,7 @@ def forget_process_state() -> None:
     from cachedcall import relations
     from cachedcall import repeats
     from cachedcall import signing
+    from cachedcall import snapshots
     from cachedcall import switch
     from cachedcall import versions
     from cachedcall import xfetch
@@ -253,4 +254,5 @@ def forget_process_state() -> None:
     keys.forget()
     xfetch.forget()
     metrics.forget()
+    snapshots.forget()
     function.forget()
