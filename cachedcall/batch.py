@@ -7,7 +7,7 @@ and every counter they depend on are read in one ``get_many`` (two with
 call keeps its own semantics: bypasses, hits and their copies, single flight, locks, stale
 and early entries, events.
 
-It is one more sequence of steps for :mod:`cachedcall.call`'s drivers: :func:`map_steps`
+It is one more sequence of steps for the drivers of :mod:`cachedcall.steps`: :func:`map_steps`
 reads everything, then advances the misses' own :func:`cachedcall.call.after_miss` steps
 in lockstep, one step each per round, and merges what they yield that can be merged (the
 writes and the lock deletes of a round, per alias) into one operation. Everything else a
@@ -33,19 +33,19 @@ from typing import Any
 from cachedcall import events
 from cachedcall import switch
 from cachedcall import values
-from cachedcall.call import CALL
-from cachedcall.call import COMPUTE
-from cachedcall.call import DONE
-from cachedcall.call import STORE
 from cachedcall.call import Miss
-from cachedcall.call import Steps
-from cachedcall.call import adrive
-from cachedcall.call import advance
 from cachedcall.call import after_miss
-from cachedcall.call import drive
 from cachedcall.entry import HIT
 from cachedcall.entry import MISSING
 from cachedcall.function import FunctionCache
+from cachedcall.steps import CALL
+from cachedcall.steps import COMPUTE
+from cachedcall.steps import DONE
+from cachedcall.steps import STORE
+from cachedcall.steps import Steps
+from cachedcall.steps import adrive
+from cachedcall.steps import advance
+from cachedcall.steps import drive
 
 __all__: list[str] = []
 

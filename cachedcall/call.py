@@ -6,19 +6,9 @@ or everything after a miss. The hit path is two short straight-line functions,
 flight, the cross-process lock, stale and early entries, computing, storing) is ONE
 sequence of steps, :func:`after_miss`: a generator that does no I/O itself but yields each
 operation it needs and is sent the result (sans-IO, as dogpile's ``lock.py`` keeps the
-regeneration protocol apart from its backend). Two small drivers perform the operations:
-:func:`drive` in the caller's thread, :func:`adrive` on the event loop.
-
-The operations a step may yield (a tuple, the first item says which):
-
-``(READ, fc, key, counter_keys)`` the entry and its counters -> found dict or ``None``
-``(STORE, store, name, *args)`` a :class:`backend.Store` operation -> its result
-``(RELEASE, store, keys)``      delete a lock after a failed computation (async: from a worker
-                                thread, since a cancelled task cannot await any more)
-``(SLEEP, seconds)``            a lock waiter's pause
-``(WAIT, flight)``              a follower waits for its leader -> whether it landed
-``(COMPUTE,)``                  run the function -> its result (its exception is thrown in)
-``(CALL, args, kwargs)``        run it with these arguments (one call of ``f.map()``)
+regeneration protocol apart from its backend). The operations it may yield, and the two
+small drivers that perform them (in the caller's thread, on the event loop), are
+:mod:`cachedcall.steps`'.
 
 Process state: none (each function's flights live in its FunctionCache).
 """
@@ -28,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Generator
 from typing import Any
 
 from cachedcall import backend
@@ -48,14 +37,19 @@ from cachedcall.entry import Entry
 from cachedcall.entry import ReadState
 from cachedcall.entry import wire
 from cachedcall.function import FunctionCache
+from cachedcall.steps import COMPUTE
+from cachedcall.steps import READ
+from cachedcall.steps import RELEASE
+from cachedcall.steps import SLEEP
+from cachedcall.steps import STORE
+from cachedcall.steps import WAIT
+from cachedcall.steps import Steps
+from cachedcall.steps import adrive
+from cachedcall.steps import drive
 
 __all__: list[str] = []
 
-READ, STORE, RELEASE, SLEEP, WAIT, COMPUTE = "read", "store", "release", "sleep", "wait", "compute"
-CALL = "call"
-DONE = "done"
 _COMPUTE = (COMPUTE,)
-Steps = Generator[tuple[Any, ...], Any, Any]
 
 
 class Miss:
@@ -331,74 +325,3 @@ def unusable(versions: tuple[Any, ...] | None) -> bool:
     if versions is None:
         return False
     return any(type(value) is not int for value in versions)
-
-
-# --- the drivers ----------------------------------------------------------------------------
-
-
-def advance(steps: Steps, reply: Any, error: BaseException | None) -> tuple[Any, ...]:
-    """Send the last operation's result (or throw its exception) in; return the next
-    operation, or ``(DONE, value)`` when the steps are over."""
-    try:
-        return steps.send(reply) if error is None else steps.throw(error)
-    except StopIteration as done:
-        return (DONE, done.value)
-
-
-def drive(steps: Steps, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Run ``steps`` in this thread."""
-    reply: Any = None
-    error: BaseException | None = None
-    while True:
-        op = advance(steps, reply, error)
-        kind, error, reply = op[0], None, None
-        try:
-            if kind is COMPUTE:
-                reply = wrapped(*args, **kwargs)
-            elif kind is CALL:
-                reply = wrapped(*op[1], **op[2])
-            elif kind is STORE:
-                reply = op[1].run(op[2], *op[3:])
-            elif kind is READ:
-                reply = op[1].read(op[2], op[3])
-            elif kind is RELEASE:
-                reply = op[1].delete(op[2])
-            elif kind is SLEEP:
-                time.sleep(op[1])
-            elif kind is WAIT:
-                event = op[1].event
-                reply = event is not None and event.wait(flights.WAIT)
-            else:
-                return op[1]
-        except BaseException as exc:
-            error = exc
-
-
-async def adrive(steps: Steps, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Run ``steps`` on the event loop: blocking operations in a worker thread."""
-    reply: Any = None
-    error: BaseException | None = None
-    while True:
-        op = advance(steps, reply, error)
-        kind, error, reply = op[0], None, None
-        try:
-            if kind is COMPUTE:
-                reply = await wrapped(*args, **kwargs)
-            elif kind is CALL:
-                reply = await wrapped(*op[1], **op[2])
-            elif kind is STORE:
-                reply = await op[1].arun(op[2], *op[3:])
-            elif kind is READ:
-                reply = await op[1].aread(op[2], op[3])
-            elif kind is RELEASE:
-                # Maybe cancelled: awaiting anything more is not safe. A worker thread
-                # deletes the lock and closes its own connection.
-                asyncio.get_running_loop().run_in_executor(None, op[1].release_detached, op[2])
-            elif kind is SLEEP:
-                await asyncio.sleep(op[1])
-            elif kind is WAIT:
-                reply = await flights.wait_async(op[1])
-            else:
-                return op[1]
-        except BaseException as exc:
-            error = exc

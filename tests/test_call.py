@@ -13,6 +13,7 @@ import pytest
 
 from cachedcall import call
 from cachedcall import entry
+from cachedcall import steps
 from cachedcall.decorators import cached
 from cachedcall.decorators import function_cache
 from cachedcall.entry import CORRUPT
@@ -54,7 +55,7 @@ class Script:
                 send, reply = self.steps.throw, exc
 
     def kinds(self) -> list[str]:
-        return [op[0] if op[0] != call.STORE else f"store.{op[2]}" for op in self.ops]
+        return [op[0] if op[0] != steps.STORE else f"store.{op[2]}" for op in self.ops]
 
 
 def _miss(fc: Any, state: Any = MISS, versions: Any = (1, 2)) -> call.Miss:
@@ -64,8 +65,8 @@ def _miss(fc: Any, state: Any = MISS, versions: Any = (1, 2)) -> call.Miss:
 
 def _answers(compute: Any = 42, **by_kind: Any) -> Any:
     def answer(op: tuple[Any, ...]) -> Any:
-        name = op[0] if op[0] != call.STORE else f"store.{op[2]}"
-        if name == call.COMPUTE:
+        name = op[0] if op[0] != steps.STORE else f"store.{op[2]}"
+        if name == steps.COMPUTE:
             if isinstance(compute, BaseException):
                 raise compute
             return compute
@@ -129,10 +130,10 @@ def test_a_lock_waiter_polls_and_serves_the_holders_value_without_computing():
     stored = entry.wire(entry.pack((1, 2), 0.1, 84, None), miss.key, False)
     polls = iter([{"x": 1}, {miss.key: stored, **dict(zip(miss.counter_keys, (1, 2), strict=True))}])
     script = Script(call.after_miss(fc, miss, None, (miss.key, "me")))
-    answer = _answers(**{"store.add": False, call.READ: lambda op: next(polls), call.SLEEP: None})
+    answer = _answers(**{"store.add": False, steps.READ: lambda op: next(polls), steps.SLEEP: None})
     assert script.run(answer) == 84
     assert script.kinds() == ["store.add", "sleep", "read", "store.add", "sleep", "read"]
-    assert call.COMPUTE not in script.kinds()
+    assert steps.COMPUTE not in script.kinds()
 
 
 def test_a_failing_computation_releases_its_lock_and_raises():
