@@ -40,9 +40,17 @@ __all__ = ["cached"]
 def _batch(fc: FunctionCache, wrapped: Any, instance: Any, iterable: Iterable[Any], star: bool) -> Any:
     # The iterable is consumed here, at the call, for async functions too (as map() would
     # when its result is awaited at once).
-    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
-        (tuple(item), {}) if star else ((item,), {}) for item in iterable
-    ]
+    if not star:
+        calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [((item,), {}) for item in iterable]
+    else:
+        calls = []
+        for item in iterable:
+            if isinstance(item, (str, bytes)) or not isinstance(item, Iterable):
+                raise TypeError(
+                    f"{fc.name}.starmap() takes an iterable of argument tuples, and got "
+                    f"{item!r} among them; use .map() for calls of one argument."
+                )
+            calls.append((tuple(item), {}))
     if fc.is_async:
         return batch.amap(fc, wrapped, instance, calls)
     return batch.map_calls(fc, wrapped, instance, calls)

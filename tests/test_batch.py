@@ -213,6 +213,14 @@ def test_a_signed_batch_is_verified_and_written_per_miss():
     assert calls[5] == calls[6] == 1
 
 
+def test_starmap_refuses_an_item_that_is_no_argument_tuple():
+    with pytest.raises(TypeError, match=r"starmap\(\) takes an iterable of argument tuples.*use \.map\(\)"):
+        scaled.starmap([(1,), 2])
+    with pytest.raises(TypeError, match="starmap"):
+        scaled.starmap(["ab"])  # a str would be spread into its characters
+    assert calls[("scaled", 1, 1)] == 0  # refused before any call ran
+
+
 def test_map_is_refused_for_views():
     from django.http import HttpResponse
 
