@@ -38,6 +38,7 @@ from django.db import models
 from cachedcall import backend
 from cachedcall import conf
 from cachedcall import health
+from cachedcall import near
 from cachedcall import oncommit
 from cachedcall import repeats
 from cachedcall import retries
@@ -305,6 +306,9 @@ def bump_now(keys: Iterable[str], *, repeat: bool = True) -> bool:
             elif not store.incr(key):
                 failed.add(store.alias)
                 advanced = False
+            else:
+                # This process reads its own bump at once, without waiting for the push.
+                near.changed(store.alias, key)
         if advanced:
             if _dirty:
                 with _dirty_lock:

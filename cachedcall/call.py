@@ -24,6 +24,7 @@ from cachedcall import backend
 from cachedcall import events
 from cachedcall import flights
 from cachedcall import locks
+from cachedcall import near
 from cachedcall import switch
 from cachedcall import values
 from cachedcall.entry import CORRUPT
@@ -95,10 +96,11 @@ def call(
         return wrapped(*args, **kwargs)
     key, counter_keys = plan
     started = time.perf_counter()
-    state, value, versions, stored = values.classify(fc, fc.read(key, counter_keys), key, counter_keys, args)
+    found = fc.read(key, counter_keys)
+    state, value, versions, stored = values.classify(fc, found, key, counter_keys, args)
     if state is HIT:
         if events.active:
-            events.emit(fc, key, events.HIT, time.perf_counter() - started, depends=counter_keys)
+            values.hit_event(fc, key, found, started, counter_keys)
         return value
     miss = Miss(key, counter_keys, versions, state, started, fc.full_args(instance, args), kwargs)
     slot = (key, threading.get_ident())
@@ -119,12 +121,11 @@ async def acall(
         return await wrapped(*args, **kwargs)
     key, counter_keys = plan
     started = time.perf_counter()
-    state, value, versions, stored = values.classify(
-        fc, await fc.aread(key, counter_keys), key, counter_keys, args
-    )
+    found = await fc.aread(key, counter_keys)
+    state, value, versions, stored = values.classify(fc, found, key, counter_keys, args)
     if state is HIT:
         if events.active:
-            events.emit(fc, key, events.HIT, time.perf_counter() - started, depends=counter_keys)
+            values.hit_event(fc, key, found, started, counter_keys)
         return value
     miss = Miss(key, counter_keys, versions, state, started, fc.full_args(instance, args), kwargs)
     # Tasks of one event loop share flights per loop: the slot is the loop and the key.
@@ -281,14 +282,15 @@ def compute(fc: FunctionCache, miss: Miss) -> Steps:
             yield (RELEASE, fc.store, [miss.lock])
         raise
     fc.finish(miss.flight, key, packed)
-    stored = packed is not MISSING and (
-        yield (STORE, fc.store, "write", key, wire(packed, key, fc.sign), fc.store_timeout, fc.sign)
-    )
+    wired = None if packed is MISSING else wire(packed, key, fc.sign)
+    stored = wired is not None and (yield (STORE, fc.store, "write", key, wired, fc.store_timeout, fc.sign))
     if stored is backend.TOO_LARGE:
         values.refused_size(fc, len(packed.payload))
         stored = False
     elif stored:
         fc.stored += 1
+        if fc.near is not None:
+            near.written(fc, key, wired)
     if miss.lock is not None:
         yield (STORE, fc.store, "delete", [miss.lock])
     if events.active:

@@ -39,6 +39,8 @@ _KNOWN = frozenset(
         "REPLICA_LAG",
         "SNAPSHOT_DATABASES",
         "METRICS_INTERVAL",
+        "NEAR",
+        "NEAR_BYTES",
     }
 )
 # Tables written on nearly every request, which no cached function sensibly depends on:
@@ -73,6 +75,10 @@ class Settings:
     #: ``manage.py cachedcall stats`` adds up every process's (:mod:`cachedcall.metrics`);
     #: ``None`` (set as ``0`` or ``None``) keeps the counts in this process only.
     metrics_interval: float | None = 10.0
+    #: The default of ``cached(near=...)``: keep hot entries in process memory too.
+    near: bool = False
+    #: The bytes the near tier may keep in this process (``0``: the tier is off).
+    near_bytes: int = 64 * 1024 * 1024
 
     #: Every alias that holds version counters, so every alias a bump reaches: the
     #: ``VERSIONS_CACHE`` alone when it is set; else each alias of ``settings.CACHES``
@@ -154,7 +160,7 @@ def _load() -> Settings:
         kwargs["enabled"] = _bool("ENABLED", raw["ENABLED"])
     else:
         kwargs["enabled"] = _env_enabled()
-    for name in ("SIGN", "LOCK"):
+    for name in ("SIGN", "LOCK", "NEAR"):
         if name in raw:
             kwargs[name.lower()] = _bool(name, raw[name])
     if "CACHE" in raw:
@@ -202,6 +208,14 @@ def _load() -> Settings:
                 f"settings.DATABASES; got {aliases!r}."
             )
         kwargs["snapshot_databases"] = frozenset(aliases)
+    if "NEAR_BYTES" in raw:
+        size = raw["NEAR_BYTES"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ImproperlyConfigured(
+                "settings.CACHEDCALL['NEAR_BYTES'] must be the bytes the near tier may keep per "
+                f"process, an int >= 0 (0 turns it off); got {size!r}."
+            )
+        kwargs["near_bytes"] = size
     if "METRICS_INTERVAL" in raw:
         kwargs["metrics_interval"] = _interval(raw["METRICS_INTERVAL"])
     suffix = _namespace_suffix or os.environ.get(NAMESPACE_VARIABLE, "")

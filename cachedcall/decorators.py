@@ -199,6 +199,8 @@ def cached(
     lock: bool | None = ...,
     lock_ttl: float | datetime.timedelta = ...,
     lock_wait: float | datetime.timedelta = ...,
+    near: bool | None = ...,
+    copy: bool = ...,
     stale: float | datetime.timedelta = ...,
     soft: bool = ...,
     early: float | None = ...,

@@ -173,6 +173,16 @@ def classify(
     return MISS, MISSING, None
 
 
+def stamp(stored: Any, key: str, sign: bool) -> tuple[tuple[Any, ...], float] | None:
+    """``(versions, created)`` of a stored entry of ours, for the near tier to keep it by;
+    ``None`` for anything else (it is then not kept, and the read reports it)."""
+    try:
+        raw = _opened(stored, key, sign)
+    except ValueError:
+        return None
+    return None if raw is None else (raw[1], raw[2])
+
+
 def current_value(stored: Any, key: str, versions: tuple[Any, ...], sign: bool) -> tuple[Any, Entry | None]:
     """``(value, entry)`` of a current entry, else ``(MISSING, None)``; never raises.
 

@@ -84,7 +84,8 @@ class Event:
     outcome: str
     #: Seconds: the cache read for a hit, read to store for a miss, 0 for what did no I/O.
     duration: float
-    #: Why a response was not stored or a request bypassed the cache (``refused`` only).
+    #: Why a response was not stored or a request bypassed the cache (``refused``); for a
+    #: ``hit``, ``"near"`` when the near tier served it from this process's memory.
     reason: str | None = None
     #: The version counters the call checked beyond its function's own generations, as
     #: cache keys (``cc:v:app.model``, ``cc:v:app.model:<pk>``, ...): what it depends on.

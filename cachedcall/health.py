@@ -73,7 +73,11 @@ def succeeded(alias: str) -> None:
 
 
 def stats() -> dict[str, Any]:
-    """Return a snapshot of the failure counters of this process."""
+    """Return a snapshot of the failure counters of this process, and of its near tier
+    (``stats()["near"]``: hits, evictions and invalidations per alias, entries and bytes
+    kept)."""
+    from cachedcall import near
+
     with _lock:
         return {
             "errors": dict(errors),
@@ -83,6 +87,7 @@ def stats() -> dict[str, Any]:
             "too_large": dict(too_large),
             "corrupt": dict(corrupt),
             "bypassed": dict(bypassed),
+            "near": near.stats(),
         }
 
 

@@ -274,6 +274,24 @@ OPTIONS: tuple[Option, ...] = (
         "then compute themselves.",
     ),
     Option(
+        "near",
+        _flag("near", " (default CACHEDCALL['NEAR'])", optional=True),
+        None,
+        '``CACHEDCALL["NEAR"]``',
+        "Keep hot entries in this process's memory too: on Redis a hit then makes no round "
+        "trip (the server pushes every change), on memcached it reads the counters only. "
+        "See :ref:`near-tier`.",
+    ),
+    Option(
+        "copy",
+        _flag("copy"),
+        True,
+        "``True``",
+        "``False``: near hits share one decoded value instead of unpickling a copy per "
+        "caller; only for results nobody mutates.",
+        view=False,
+    ),
+    Option(
         "stale",
         _seconds("stale", 0),
         0,

@@ -71,6 +71,10 @@ class Events:
     def misses(self, function: Any = None) -> int:
         return self.count(function, events.MISS)
 
+    def near_hits(self, function: Any = None) -> int:
+        """Hits the near tier served from this process's memory (``reason == "near"``)."""
+        return sum(1 for e in self.filter(function, events.HIT) if e.reason == "near")
+
     def stored(self, function: Any = None) -> int:
         return self.count(function, events.STORED)
 
@@ -223,7 +227,8 @@ def forget_process_state() -> None:
     settings), the settings read, open recordings, failed and pending bumps, backend
     failure counts and outage windows, the fast paths chosen, derived signing keys and
     scopes, resolved key encoders, XFetch's randomness and clock, the counts not flushed
-    yet into the cache (and the thread that flushes them, stopped), and each decorated
+    yet into the cache (and the thread that flushes them, stopped), the near tier's entries
+    and counts (its tracking connections closed), and each decorated
     function's counts and settings-derived state. Entries in the cache are not touched:
     that is :func:`cachedcall.reset`.
     """
@@ -233,6 +238,7 @@ def forget_process_state() -> None:
     from cachedcall import function
     from cachedcall import keys
     from cachedcall import metrics
+    from cachedcall import near
     from cachedcall import relations
     from cachedcall import repeats
     from cachedcall import signing
@@ -255,4 +261,5 @@ def forget_process_state() -> None:
     xfetch.forget()
     metrics.forget()
     snapshots.forget()
+    near.forget()
     function.forget()

@@ -18,6 +18,7 @@ from cachedcall import entry
 from cachedcall import events
 from cachedcall import flights
 from cachedcall import health
+from cachedcall import near
 from cachedcall import signing
 from cachedcall import snapshots
 from cachedcall.entry import CORRUPT
@@ -41,6 +42,14 @@ def classify(
     if found is None:
         fc.errors += 1
         return FAILED, MISSING, None, None
+    if type(found) is near.Found and found.value is not MISSING and fc.fresh_for is None:
+        # A near hit of a copy=False function whose entry the tier has found current: the
+        # value decoded by an earlier hit is shared.
+        fc.hits += 1
+        value = found.value
+        if fc.policy is not None:
+            value = fc.policy.serve(value, None, args)
+        return HIT, value, found.held.stamped, None
     versions = tuple(map(found.get, counter_keys))
     raw = found.get(key)
     if raw is None and key in found:
@@ -66,11 +75,21 @@ def classify(
         return unreadable(fc, key, str(exc)), MISSING, versions, None
     if state is HIT:
         fc.hits += 1
+        if not fc.copy and type(found) is near.Found:
+            near.decoded(fc, found, value)
         if fc.policy is not None:
             value = fc.policy.serve(value, stored, args)
     elif state is MISS:
         fc.misses += 1
     return state, value, versions, stored
+
+
+def hit_event(
+    fc: FunctionCache, key: str, found: dict[str, Any] | None, started: float, counter_keys: list[str]
+) -> None:
+    """The event of a hit: its reason says ``"near"`` when the near tier served it."""
+    reason = "near" if type(found) is near.Found else None
+    events.emit(fc, key, events.HIT, time.perf_counter() - started, reason, depends=counter_keys)
 
 
 def unreadable(fc: FunctionCache, key: str, why: str) -> ReadState:

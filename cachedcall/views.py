@@ -268,6 +268,7 @@ def cached_view(
     lock: bool | None = ...,
     lock_ttl: float | datetime.timedelta = ...,
     lock_wait: float | datetime.timedelta = ...,
+    near: bool | None = ...,
     stale: float | datetime.timedelta = ...,
     soft: bool = ...,
     early: float | None = ...,

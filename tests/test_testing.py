@@ -254,7 +254,10 @@ def test_forget_process_state_resets_what_every_module_keeps():
         "too_large",
         "corrupt",
         "bypassed",
+        "near",
     }
+    near_counts = counts.pop("near")
+    assert near_counts == {"hits": {}, "evictions": {}, "invalidations": {}, "entries": 0, "bytes": 0}
     assert all(not value for value in counts.values())
     assert not events.active
     assert signing._keys is None and not versions._shapes

@@ -232,6 +232,22 @@ def _is_django_redis(cls: type) -> bool:
     return module is not None and issubclass(cls, module.RedisCache)
 
 
+def is_redis(cls: type) -> bool:
+    """Whether ``cls`` is Django's RedisCache or django-redis's (or a subclass)."""
+    from django.core.cache.backends.redis import RedisCache
+
+    return issubclass(cls, RedisCache) or _is_django_redis(cls)
+
+
+def in_process(cls: type) -> bool:
+    """Whether ``cls`` keeps its values in this process (LocMemCache) or keeps none
+    (DummyCache): nothing to gain from keeping them nearer."""
+    from django.core.cache.backends.dummy import DummyCache
+    from django.core.cache.backends.locmem import LocMemCache
+
+    return issubclass(cls, (LocMemCache, DummyCache))
+
+
 def in_memory(reader: Reader | None) -> bool:
     """Whether a reader never blocks on I/O (so async code may call it on the event loop)."""
     return reader is locmem.read

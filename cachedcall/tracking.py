@@ -1,0 +1,311 @@
+"""Redis client tracking: one RESP3 connection per process that hears of every change.
+
+The near tier (:mod:`cachedcall.near`) keeps Redis entries and counters in process memory
+and must learn of every write to them. Redis 6+ tells a client so ("client tracking"): a
+connection that says ``HELLO 3`` and ``CLIENT TRACKING ON BCAST PREFIX <p>`` receives an
+``invalidate`` push naming every key under ``<p>`` that any client writes, deletes, or that
+expires or is evicted, and a null one when a database is flushed. Broadcasting mode needs
+no server memory per key read, and lets the reads themselves go through Django's own
+connections (and our fast readers) unchanged.
+
+This module speaks the few frames of RESP3 that this takes over a plain socket (TCP,
+TLS or a Unix socket, from the alias's ``LOCATION`` URL), so no private member of redis-py
+is needed. The connection is non-blocking once set up: :meth:`Tracker.drain` reads what the
+kernel holds without waiting, so a near hit costs one ``recv`` syscall and no round trip,
+and sees every push that reached this process before the hit began. A daemon thread also
+drains it whenever data arrives, so an idle process never lets pushes pile up in Redis's
+output buffer.
+
+What can lag: a push travels one way from Redis to this process, written by Redis in the
+same event-loop turn that answered the write. A read that starts in this process after the
+writer's command returned, but before the push reached this socket (loopback: microseconds;
+a network: its one-way latency), can still be served the old entry. When the connection
+breaks, everything held is dropped at once and nothing is held until it is back (tried
+again at most once a second).
+
+Process state: none of its own (each :class:`Tracker` belongs to the near tier's table).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote
+from urllib.parse import urlsplit
+
+__all__: list[str] = []
+
+logger = logging.getLogger("cachedcall")
+
+#: Seconds to connect and to set tracking up; and between two attempts after a failure.
+CONNECT_TIMEOUT = 1.0
+RETRY_AFTER = 1.0
+
+
+class Incomplete(Exception):
+    """The buffer ends inside a frame: read more."""
+
+
+class ReplyError(Exception):
+    """Redis answered a command with an error."""
+
+
+def parse(buf: bytes | bytearray, pos: int = 0) -> tuple[Any, int]:
+    """One RESP2/RESP3 frame from ``buf`` at ``pos``: ``(value, position after it)``.
+
+    Pushes come back as ``("push", [items])``, maps as dicts, errors as :class:`ReplyError`
+    instances (not raised: a caller reading pushes must not lose its place); raise
+    :class:`Incomplete` when the frame is not all there yet.
+    """
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        raise Incomplete
+    kind = buf[pos : pos + 1]
+    line = bytes(buf[pos + 1 : end])
+    pos = end + 2
+    if kind == b"+":
+        return line.decode(), pos
+    if kind == b"-":
+        return ReplyError(line.decode(errors="replace")), pos
+    if kind == b":":
+        return int(line), pos
+    if kind == b"_":
+        return None, pos
+    if kind == b"#":
+        return line == b"t", pos
+    if kind in (b",", b"("):
+        return line.decode(), pos
+    if kind in (b"$", b"!", b"="):
+        size = int(line)
+        if size < 0:
+            return None, pos
+        if len(buf) < pos + size + 2:
+            raise Incomplete
+        data = bytes(buf[pos : pos + size])
+        pos += size + 2
+        if kind == b"!":
+            return ReplyError(data.decode(errors="replace")), pos
+        return data, pos
+    if kind in (b"*", b"~", b">", b"%", b"|"):
+        count = int(line)
+        if count < 0:
+            return None, pos
+        if kind in (b"%", b"|"):
+            count *= 2
+        items = []
+        for _ in range(count):
+            item, pos = parse(buf, pos)
+            items.append(item)
+        if kind == b">":
+            return ("push", items), pos
+        if kind == b"%":
+            return dict(zip(items[::2], items[1::2], strict=True)), pos
+        if kind == b"|":
+            # An attribute annotates the reply that follows it: return that reply.
+            return parse(buf, pos)
+        return items, pos
+    raise ValueError(f"not a RESP frame: {bytes(buf[pos - len(line) - 3 : pos])!r}")
+
+
+def command(*parts: str | bytes) -> bytes:
+    """A command as RESP arrays of bulk strings."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def address(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Where and how to connect, from a Redis URL (``redis://``, ``rediss://``,
+    ``unix://``) and the alias's ``OPTIONS`` (``username``, ``password``)."""
+    parts = urlsplit(url)
+    found: dict[str, Any] = {
+        "username": unquote(parts.username) if parts.username else options.get("username"),
+        "password": unquote(parts.password) if parts.password else options.get("password"),
+        "tls": parts.scheme == "rediss",
+    }
+    if parts.scheme == "unix":
+        found["path"] = parts.path
+    elif parts.scheme in ("redis", "rediss"):
+        found["host"] = parts.hostname or "localhost"
+        found["port"] = parts.port or 6379
+    else:
+        raise ValueError(f"not a Redis URL: {url!r}")
+    return found
+
+
+class Tracker:
+    """One tracking connection: it calls ``on_keys(keys)`` for every invalidated key (Redis
+    key names, as bytes) and ``on_flush()`` when everything must go.
+
+    Every method is called with the near tier's lock held, except the drainer thread's
+    wait, which takes it itself (``lock``).
+    """
+
+    def __init__(
+        self,
+        where: dict[str, Any],
+        prefix: str,
+        lock: threading.Lock,
+        on_keys: Callable[[list[bytes]], None],
+        on_flush: Callable[[], None],
+    ) -> None:
+        self.where = where
+        self.prefix = prefix
+        self.lock = lock
+        self.on_keys = on_keys
+        self.on_flush = on_flush
+        self.sock: socket.socket | None = None
+        self.buffer = bytearray()
+        self.pid = os.getpid()
+        self.retry_at = 0.0
+        self.closed = False
+        self._logged = False
+
+    @property
+    def connected(self) -> bool:
+        return self.sock is not None
+
+    def ensure(self) -> bool:
+        """Connected, or connect now (at most once a second after a failure)."""
+        if self.sock is not None:
+            return True
+        if self.closed or time.monotonic() < self.retry_at:
+            return False
+        try:
+            self.sock = self._connect()
+        except (OSError, ReplyError, ValueError, Incomplete) as exc:
+            self.retry_at = time.monotonic() + RETRY_AFTER
+            if not self._logged:
+                self._logged = True
+                logger.warning(
+                    "cachedcall: the near tier could not set up Redis client tracking (%s: %s); "
+                    "near entries are not kept until it can. Further failures are not logged.",
+                    type(exc).__name__,
+                    exc,
+                )
+            return False
+        self._logged = False
+        threading.Thread(
+            target=self._drainer, args=(self.sock,), name="cachedcall-tracking", daemon=True
+        ).start()
+        return True
+
+    def _connect(self) -> socket.socket:
+        where = self.where
+        if "path" in where:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(CONNECT_TIMEOUT)
+            sock.connect(where["path"])
+        else:
+            sock = socket.create_connection((where["host"], where["port"]), timeout=CONNECT_TIMEOUT)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if where["tls"]:
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=where["host"])
+        try:
+            hello: list[str | bytes] = ["HELLO", "3"]
+            if where["password"] is not None:
+                hello += ["AUTH", where["username"] or "default", where["password"]]
+            self._ask(sock, command(*hello))
+            self._ask(sock, command("CLIENT", "SETNAME", "cachedcall-near"))
+            self._ask(sock, command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self.prefix))
+        except BaseException:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        self.buffer.clear()
+        return sock
+
+    def _ask(self, sock: socket.socket, request: bytes) -> Any:
+        # Blocking, during set-up only: nothing is tracked yet, so no push can come first.
+        sock.sendall(request)
+        buf = bytearray()
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise OSError("Redis closed the connection")
+            buf += chunk
+            try:
+                reply, _ = parse(buf)
+            except Incomplete:
+                continue
+            if isinstance(reply, ReplyError):
+                raise reply
+            return reply
+
+    def drain(self) -> None:
+        """Read and apply every push this socket holds now, without waiting."""
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            while True:
+                chunk = sock.recv(262144)
+                if not chunk:
+                    raise OSError("Redis closed the tracking connection")
+                self.buffer += chunk
+                if len(chunk) < 262144:
+                    break
+        except (BlockingIOError, ssl.SSLWantReadError):
+            pass
+        except OSError:
+            self.lost()
+            return
+        if self.buffer:
+            self._apply()
+
+    def _apply(self) -> None:
+        buf = self.buffer
+        pos = 0
+        try:
+            while pos < len(buf):
+                frame, pos = parse(buf, pos)
+                if type(frame) is tuple and frame[0] == "push" and frame[1][:1] == [b"invalidate"]:
+                    keys = frame[1][1] if len(frame[1]) > 1 else None
+                    if keys is None:
+                        self.on_flush()
+                    else:
+                        self.on_keys(keys)
+        except Incomplete:
+            pass
+        except ValueError:
+            self.lost()  # out of step with the stream: start over on a new connection
+            return
+        del buf[:pos]
+
+    def lost(self) -> None:
+        """The connection broke (or this is a forked child): drop it and all held."""
+        sock, self.sock = self.sock, None
+        self.buffer.clear()
+        self.retry_at = time.monotonic() + RETRY_AFTER
+        if sock is not None and self.pid == os.getpid():
+            sock.close()
+        self.pid = os.getpid()
+        self.on_flush()
+
+    def close(self) -> None:
+        self.closed = True
+        sock, self.sock = self.sock, None
+        if sock is not None and self.pid == os.getpid():
+            sock.close()
+
+    def _drainer(self, sock: socket.socket) -> None:
+        # Wakes only when a push arrives; a hit drains too, so this is hygiene (Redis's
+        # output buffer for this client stays small), not what freshness rests on.
+        while self.sock is sock:
+            try:
+                ready = select.select([sock], [], [], 1.0)[0]
+            except (OSError, ValueError):
+                return
+            if ready:
+                with self.lock:
+                    if self.sock is sock:
+                        self.drain()
