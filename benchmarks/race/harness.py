@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,8 @@ DURATION = {"plain": (3.0, 15.0), "long": (10.0, 20.0), "evict": (5.0, 15.0)}
 REPLICA_LAG = 0.2
 #: Where the worker processes import cachedcall from (``--library``): this checkout unless told.
 LIBRARY = [str(ROOT)]
+#: Whether the scenarios run with the near tier on (``--near``).
+NEAR = False
 #: The README's window after a counter store answers again, before the writer's retried
 #: bump lands: "at most 0.25 s plus one client timeout" (0.5 s in the recommended OPTIONS).
 RETRY_WINDOW = 0.75
@@ -149,7 +152,7 @@ def _layout(
 ) -> tuple[list[servers.Server], dict[str, Any], dict[str, Any], list[str], Any]:
     """Start the scenario's servers; return them, CACHES, CACHEDCALL, the entry aliases the
     readers use, and the server the fault hits."""
-    cachedcall: dict[str, Any] = {}
+    cachedcall: dict[str, Any] = {"NEAR": True} if NEAR else {}
     target = None
     if scenario.layout == "named":
         mc = servers.memcached().start()
@@ -297,6 +300,12 @@ def _judge(
         outage_windows=[[round(a - t0, 2), round(b - t0, 2)] for a, b in windows],
         fault=dict(faults.counts) if faults is not None else {},
     )
+    # The readers' near hits per alias ("default" is memcached, "entries" Redis): that the
+    # tier served, not just that it was on.
+    near_hits: Counter[str] = Counter()
+    for stats in reader_stats:
+        near_hits.update(stats.get("near", {}).get("hits", {}))
+    result["near_hits"] = dict(near_hits)
     if copier is not None:
         result["replica_max_lag_ms"] = round(copier.max_lag() * 1000, 1)
         lags = sorted(copier.lags())
@@ -340,6 +349,9 @@ def line(result: dict[str, Any]) -> str:
             f"outage {windows} after t0; {result['in_windows']} more stale reads started in it or "
             f"the {RETRY_WINDOW} s after it (the documented window, excluded)"
         )
+    if NEAR:
+        served = ", ".join(f"{alias} {n}" for alias, n in sorted(result["near_hits"].items())) or "none"
+        extras.append(f"near hits: {served}")
     if not result["promise"]:
         extras.append("outside the promise: never fails")
     if result.get("inconclusive"):
@@ -428,6 +440,7 @@ def _save(results: list[dict[str, Any]], out: str | None, seed: int, short: bool
     document = {
         "seed": seed,
         "short": short,
+        "near": NEAR,
         "seconds": round(time.monotonic() - started, 1),
         "cachedcall": version,
         "commit": commit.strip(),
@@ -476,9 +489,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--self-test", action="store_true", help="check the checker")
     parser.add_argument("--list", action="store_true", help="list the scenarios")
     parser.add_argument(
+        "--near",
+        action="store_true",
+        help="readers and writer with CACHEDCALL['NEAR'] on: the near tier (Redis pushed, memcached checked)",
+    )
+    parser.add_argument(
         "--library", help="the folder holding the cachedcall package to test (default: this checkout)"
     )
     args = parser.parse_args(argv)
+    global NEAR
+    NEAR = args.near
     if args.library:
         LIBRARY[:] = [str(Path(args.library).resolve())]
         if not (Path(LIBRARY[0]) / "cachedcall" / "__init__.py").exists():
@@ -488,7 +508,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{s.name:<20} {s.what}")
         return 0
     seed = args.seed if args.seed is not None else random.randrange(1, 2**31)
-    print(f"seed {seed} (rerun with --seed {seed}); cachedcall from {LIBRARY[0]}", flush=True)
+    near = " with the near tier on" if NEAR else ""
+    print(f"seed {seed} (rerun with --seed {seed}); cachedcall from {LIBRARY[0]}{near}", flush=True)
     started = time.monotonic()
     if args.self_test:
         return self_test(args.short, seed)
