@@ -10,7 +10,8 @@ and early entries, events.
 It is one more sequence of steps for the drivers of :mod:`cachedcall.steps`: :func:`map_steps`
 reads everything, then advances the misses' own :func:`cachedcall.call.after_miss` steps
 in lockstep, one step each per round, and merges what they yield that can be merged (the
-writes and the lock deletes of a round, per alias) into one operation. Everything else a
+writes, the lock deletes and the counters to create of a round, per alias) into one
+operation; a counter several misses lack is created once. Everything else a
 miss yields (its computation, a lock's ``add``, a waiter's pause) is performed for it alone,
 in the order of the calls. A call repeated in one batch is made after it (a hit by then),
 so the function never runs twice for one key. With ``CACHEDCALL["SIGN"]`` the writes stay
@@ -134,11 +135,13 @@ def _read(fc: FunctionCache, batch: list[tuple[int, str, list[str]]]) -> Steps:
 
 
 def _lockstep(misses: dict[int, Steps], calls: Calls, results: list[Any]) -> Steps:
-    """Advance every miss one step per round; merge the round's writes and deletes."""
+    """Advance every miss one step per round; merge the round's writes, deletes and the
+    counters they create."""
     replies: dict[int, tuple[Any, BaseException | None]] = {}
     while misses:
         writes: dict[tuple[Any, Any], list[tuple[int, str, Any]]] = {}
         deletes: dict[Any, list[tuple[int, list[str]]]] = {}
+        seeds: dict[tuple[Any, Any], list[tuple[int, list[str]]]] = {}
         failing: int | None = None
         computed: list[int] = []
         for i, steps in list(misses.items()):
@@ -159,6 +162,8 @@ def _lockstep(misses: dict[int, Steps], calls: Calls, results: list[Any]) -> Ste
                 writes.setdefault((op[1], op[5]), []).append((i, op[3], op[4]))
             elif kind is STORE and op[2] == "delete":
                 deletes.setdefault(op[1], []).append((i, op[3]))
+            elif kind is STORE and op[2] == "seed":
+                seeds.setdefault((op[1], op[4]), []).append((i, op[3]))
             else:
                 if kind is COMPUTE:
                     op = (CALL, *calls[i])
@@ -179,6 +184,13 @@ def _lockstep(misses: dict[int, Steps], calls: Calls, results: list[Any]) -> Ste
             deleted = yield (STORE, store, "delete", [key for _, keys in asked for key in keys])
             for i, _ in asked:
                 replies[i] = (deleted, None)
+        # The misses of a batch mostly lack the same counters (the generations, a model's
+        # version): each is created once, and every miss is handed the values it asked for.
+        for (store, raw), asked in seeds.items():
+            wanted = list(dict.fromkeys(key for _, keys in asked for key in keys))
+            created = yield (STORE, store, "seed", wanted, raw)
+            for i, keys in asked:
+                replies[i] = (None if created is None else {key: created[key] for key in keys}, None)
         if failing is not None:
             # The calls computed before it are stored, as the comprehension would have
             # stored them; the ones not started are abandoned.

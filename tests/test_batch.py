@@ -149,6 +149,12 @@ def test_fifty_hits_are_one_read_and_fifty_misses_one_read_and_one_write(counted
     assert dict(counted) == {"get_many": 1, "set_many": 1}, "25 hits, 25 misses"
 
 
+def test_fifty_misses_that_lack_the_same_counters_create_each_once(counted):
+    assert scaled.map(range(1, 51)) == [[n] for n in range(1, 51)]
+    # The two generations and ClubClass's version: one add each, not one per miss.
+    assert dict(counted) == {"get_many": 1, "add": 3, "set_many": 1}
+
+
 def test_a_locked_batch_takes_a_lock_per_miss_and_deletes_them_in_one_round_trip(counted):
     locked(0)
     counted.clear()
