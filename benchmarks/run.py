@@ -1,8 +1,10 @@
 """Benchmarks: a decorated call against the hand-written pattern and the peers, same run.
 
     pip install -e ".[bench]"
-    python benchmarks/run.py                 # everything; prints a table, writes JSON
+    python benchmarks/run.py                 # everything; prints a table, writes JSON, then
+                                             # the cost curves (benchmarks/curves.py)
     python benchmarks/run.py --fast          # fewer processes and values, for a quick look
+    python benchmarks/run.py --no-curves     # the table only
 
 The master process starts memcached and redis-server on free loopback ports and hands their
 addresses to pyperf's worker processes on the command line. A function with one int
@@ -144,6 +146,28 @@ def build(backend: str, args: Any) -> dict[str, Any]:
     under_load = cached(timeout=300, cache=backend, stale=60, early=1.0, prefix="under_load")(compute)
     locked = cached(timeout=300, cache=backend, lock=True, prefix="locked")(compute)
 
+    # The near tier: the same function with its entries kept in this process too (on Redis
+    # invalidated by the server's push, on memcached checked by a read of its counters).
+    near = cached(timeout=300, cache=backend, near=True, prefix="near")(compute)
+    shared = cached(timeout=300, cache=backend, near=True, copy=False, prefix="near_shared")(compute)
+    # A 100 KB value (500 dicts with 200-byte bodies), where transferring and unpickling the
+    # entry is most of a hit.
+    big = [{"id": i, "name": f"row {i}", "body": bytes(range(200))} for i in range(500)]
+
+    def compute_big(n: int) -> list[dict[str, Any]]:
+        return big
+
+    def hand_big(n: int) -> list[dict[str, Any]]:
+        value = cache.get(f"big:{n}")
+        if value is None:
+            value = compute_big(n)
+            cache.set(f"big:{n}", value, 300)
+        return value
+
+    one_big = cached(timeout=300, cache=backend, prefix="big")(compute_big)
+    near_big = cached(timeout=300, cache=backend, near=True, prefix="near_big")(compute_big)
+    shared_big = cached(timeout=300, cache=backend, near=True, copy=False, prefix="shared_big")(compute_big)
+
     memoize = cache_memoize(300, cache_alias=backend)(compute)
     dogpile = _dogpile(backend, args)(compute)
 
@@ -159,6 +183,12 @@ def build(backend: str, args: Any) -> dict[str, Any]:
         "cachedcall, stale=60 early=1": _loop(lambda: under_load(1)),
         "hand-written, async": _async_loop(ahand),
         "cachedcall, async": _async_loop(acompute),
+        "cachedcall, near=True": _loop(lambda: near(1)),
+        "cachedcall, near=True, copy=False": _loop(lambda: shared(1)),
+        "100 KB: hand-written": _loop(lambda: hand_big(1)),
+        "100 KB: cachedcall": _loop(lambda: one_big(1)),
+        "100 KB: cachedcall, near=True": _loop(lambda: near_big(1)),
+        "100 KB: cachedcall, near=True, copy=False": _loop(lambda: shared_big(1)),
         "django-cache-memoize": _loop(lambda: memoize(1)),
         "dogpile.cache": _loop(lambda: dogpile(1)),
         # A page that calls the function for 50 clubs, all hits: the loop a hand-writer
@@ -189,8 +219,26 @@ def build(backend: str, args: Any) -> dict[str, Any]:
     scenarios["view: cache_page"] = _loop(lambda: djangos(request))
     scenarios["view: cached_view"] = _loop(lambda: ours(request))
 
-    for warm in (hand, one, dep1, dep3, memoize, dogpile):
-        warm(1)
+    if backend == "locmem":
+        # The near tier is off for LocMemCache (in this process already): nothing to show.
+        for name in [n for n in scenarios if "near=True" in n]:
+            del scenarios[name]
+    # Three calls: a miss, a hit read from the cache (and kept), a near hit.
+    for warm in (
+        hand,
+        one,
+        dep1,
+        dep3,
+        memoize,
+        dogpile,
+        near,
+        shared,
+        hand_big,
+        one_big,
+        near_big,
+        shared_big,
+    ):
+        warm(1), warm(1), warm(1)
     for n in FIFTY:
         hand(n), one(n)
     hand3(1, club, weekday=2)
@@ -320,6 +368,8 @@ def report(results: dict[str, float], path: Path) -> str:
                 against, ref = "hand-written miss", base_miss
             elif name.startswith("view:"):
                 against, ref = "cache_page", view_base
+            elif name.startswith("100 KB:"):
+                against, ref = "100 KB: hand-written", results.get(f"{backend}/100 KB: hand-written")
             elif "3 args" in name:
                 against, ref = "hand-written, 3 args", base3
             elif "async" in name:
@@ -347,6 +397,9 @@ def main() -> None:
     runner.argparser.add_argument("--memcached", default="")
     runner.argparser.add_argument("--redis", default="")
     runner.argparser.add_argument("--only", default="", help="run only scenarios whose name has this text")
+    runner.argparser.add_argument(
+        "--no-curves", action="store_true", help="skip the cost curves (benchmarks/curves.py) after the table"
+    )
     args = runner.parse_args()
     servers = []
     if not args.worker and not args.memcached:
@@ -377,6 +430,12 @@ def main() -> None:
         RESULTS.mkdir(exist_ok=True)
         print(report(results, RESULTS / "latest.json"))
         print(f"\nmedians written to {RESULTS / 'latest.json'}")
+    if not args.worker and not args.only and not args.no_curves:
+        # The cost curves, in the same run: the README's table and charts come from one
+        # command. They start servers of their own (the ones above are stopped).
+        from benchmarks import curves
+
+        curves.main(["--fast"] if args.fast else [])
 
 
 if __name__ == "__main__":
