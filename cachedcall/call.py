@@ -182,7 +182,7 @@ def after_miss(fc: FunctionCache, miss: Miss, stored: Entry | None, slot: tuple[
     if fc.flights is not None:
         flight, leads = fc.flights.join(miss.key, slot[0], slot[1])
         if not leads and (yield (WAIT, flight)):
-            shared = flight.value(miss.key)
+            shared = flight.value(miss.key, miss.versions)
             if shared is not MISSING:
                 return values.shared(fc, shared, flight, miss.key, miss.started, miss.full)
         if leads:

@@ -38,13 +38,24 @@ class Flight:
         self.error: BaseException | None = None
         self.leader = leader
 
-    def value(self, key: str) -> Any:
+    def value(self, key: str, versions: tuple[Any, ...] | None = None) -> Any:
         """The leader's value for a follower that joined on ``key``: its own copy, unpickled
         from what the leader stored, or ``MISSING`` when the follower must compute itself
-        (nothing stored, or stored under another key)."""
+        (nothing stored, stored under another key, or computed under older versions).
+
+        :param versions: the counters the follower read. A leader that read them before a
+            bump the follower has seen computed from data older than the bump: the follower
+            computes itself rather than take it (a counter the follower found missing tells
+            nothing, so it is not compared).
+        """
         if self.error is not None:
             raise self.error
         if self.entry is None or self.key != key:
+            return MISSING
+        if versions is not None and any(
+            mine is not None and mine != theirs
+            for mine, theirs in zip(versions, self.entry.versions, strict=False)
+        ):
             return MISSING
         return entry.value(self.entry.payload)
 

@@ -134,3 +134,41 @@ def test_a_call_that_reenters_its_own_key_does_not_wait_on_itself():
 def test_single_flight_option_is_validated():
     with pytest.raises(InvalidOption, match="single_flight must be True or False"):
         cached(single_flight="yes")(lambda: 1)
+
+
+def test_a_follower_that_read_a_newer_version_computes_itself_not_the_leaders_older_value():
+    import cachedcall
+    from tests.testapp.models import ClubClass
+
+    started, release = threading.Event(), threading.Event()
+    seen: dict[str, str] = {}
+    state = {"value": "before"}
+
+    def call():
+        try:
+            seen[threading.current_thread().name] = slow()
+        finally:
+            caches.close_all()  # what request_finished does for a request thread
+
+    @cached(timeout=60, depends_on=[ClubClass])
+    def slow():
+        value = state["value"]
+        if threading.current_thread().name == "leader":
+            started.set()
+            release.wait(5)  # the leader read the data before the write, and is slow
+        return value
+
+    slow.invalidate_all()
+    leader = threading.Thread(target=call, name="leader")
+    leader.start()
+    assert started.wait(5)
+    state["value"] = "after"
+    cachedcall.bump(ClubClass)  # the write commits while the leader computes
+    follower = threading.Thread(target=call, name="follower")
+    follower.start()
+    time.sleep(0.05)  # the follower has read the new version and joined the leader's flight
+    release.set()
+    leader.join(5)
+    follower.join(5)
+    # The follower's call started after the write: it must not get the leader's older value.
+    assert seen == {"leader": "before", "follower": "after"}
