@@ -282,19 +282,24 @@ class Tracker:
         del buf[:pos]
 
     def lost(self) -> None:
-        """The connection broke (or this is a forked child): drop it and all held."""
+        """The connection broke, or this is a forked child (whose copy of the parent's
+        socket must never be read): drop it and all held."""
         sock, self.sock = self.sock, None
         self.buffer.clear()
-        self.retry_at = time.monotonic() + RETRY_AFTER
-        if sock is not None and self.pid == os.getpid():
-            sock.close()
+        forked = self.pid != os.getpid()
+        # A child connects at once; a broken connection is tried again after a pause.
+        self.retry_at = 0.0 if forked else time.monotonic() + RETRY_AFTER
         self.pid = os.getpid()
+        if sock is not None:
+            # In a child this closes its copy of the descriptor only: the parent's
+            # connection stays open (nothing is sent on close).
+            sock.close()
         self.on_flush()
 
     def close(self) -> None:
         self.closed = True
         sock, self.sock = self.sock, None
-        if sock is not None and self.pid == os.getpid():
+        if sock is not None:
             sock.close()
 
     def _drainer(self, sock: socket.socket) -> None:

@@ -363,3 +363,68 @@ def test_addresses_come_from_the_location_url_and_options():
     assert tracking.address("unix:///tmp/r.sock", {})["path"] == "/tmp/r.sock"
     with pytest.raises(ValueError, match="not a Redis URL"):
         tracking.address("memcached://h", {})
+
+
+# --- processes and threads ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend_name", REDIS, indirect=True)
+def test_a_forked_child_never_reads_its_parents_tracking_socket(backend_name):
+    lessons(11)
+    lessons(11)
+    with record() as events:
+        lessons(11)
+    assert events.near_hits(lessons) == 1  # the parent keeps it and tracks it
+    pid = os.fork()
+    if pid == 0:  # the child, as a pre-forking server's worker
+        code = 1
+        try:
+            with record() as events:
+                lessons(11)  # the parent's socket is not the child's: nothing kept is served
+                first = events.near_hits(lessons)
+                lessons(11)  # a connection of its own: near hits again
+                lessons(11)
+            code = 0 if first == 0 and events.near_hits(lessons) == 2 and calls[11] == 1 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    with record() as events:
+        lessons(11)  # the parent's own tracking is untouched by the child
+    assert events.near_hits(lessons) == 1
+
+
+@pytest.mark.parametrize("backend_name", REDIS + MEMCACHED, indirect=True)
+def test_threads_hitting_while_another_bumps_always_see_the_version_they_read_after(backend_name):
+    import threading
+
+    @cached(timeout=60, near=True, depends_on=[ClubClass])
+    def version_seen(n):
+        return caches["default"].get(conf.get().key_prefix + ":marker")
+
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader():
+        try:
+            while not stop.is_set():
+                version_seen(1)
+        except BaseException as exc:  # pragma: no cover - what the test looks for
+            errors.append(exc)
+        finally:
+            caches.close_all()  # what request_finished does for a request thread
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for marker in range(30):
+            caches["default"].set(conf.get().key_prefix + ":marker", marker)
+            cachedcall.bump(ClubClass)
+            # After the bump returned, no thread of this process is served an older value.
+            assert version_seen(1) == marker
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert not errors
