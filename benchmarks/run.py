@@ -93,6 +93,7 @@ def build(backend: str, args: Any) -> dict[str, Any]:
     import cachedcall
     from cachedcall import cached
     from cachedcall import cached_view
+    from cachedcall.decorators import function_cache
     from tests.testapp.models import Club
     from tests.testapp.models import ClubClass
     from tests.testapp.models import Tag
@@ -219,6 +220,14 @@ def build(backend: str, args: Any) -> dict[str, Any]:
     scenarios["view: cache_page"] = _loop(lambda: djangos(request))
     scenarios["view: cached_view"] = _loop(lambda: ours(request))
 
+    # The floor of a hit: one get_many of exactly the keys cachedcall reads (its entry and
+    # counters), with nothing else. What a hit costs above it is the library's own work.
+    keys_one = [one.key(1), *function_cache(one).counter_keys((1,), {})]
+    keys_dep3 = [dep3.key(1), *function_cache(dep3).counter_keys((1,), {})]
+    scenarios[f"raw get_many of its {len(keys_one)} keys (floor)"] = _loop(lambda: cache.get_many(keys_one))
+    scenarios[f"raw get_many of 3 models' {len(keys_dep3)} keys (floor)"] = _loop(
+        lambda: cache.get_many(keys_dep3)
+    )
     if backend == "locmem":
         # The near tier is off for LocMemCache (in this process already): nothing to show.
         for name in [n for n in scenarios if "near=True" in n]:
