@@ -283,6 +283,7 @@ def compute(fc: FunctionCache, miss: Miss) -> Steps:
         raise
     fc.finish(miss.flight, key, packed)
     wired = None if packed is MISSING else wire(packed, key, fc.sign)
+    mark = near.epoch()
     stored = wired is not None and (yield (STORE, fc.store, "write", key, wired, fc.store_timeout, fc.sign))
     if stored is backend.TOO_LARGE:
         values.refused_size(fc, len(packed.payload))
@@ -290,7 +291,7 @@ def compute(fc: FunctionCache, miss: Miss) -> Steps:
     elif stored:
         fc.stored += 1
         if fc.near is not None:
-            near.written(fc, key, wired)
+            near.written(fc, key, wired, mark)
     if miss.lock is not None:
         yield (STORE, fc.store, "delete", [miss.lock])
     if events.active:

@@ -316,8 +316,8 @@ class FunctionCache:
 
     def invalidate(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         key = self.key_for(instance, args, kwargs)
-        near.dropped(self, [key])
         self.store.delete([key])
+        near.dropped(self, [key])
         if events.active:
             events.emit(self, key, events.INVALIDATED, 0.0)
 

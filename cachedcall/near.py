@@ -39,6 +39,8 @@ from collections.abc import Awaitable
 from collections.abc import Sequence
 from typing import Any
 
+from django.core.signals import setting_changed
+
 from cachedcall import aliases
 from cachedcall import backend
 from cachedcall import entry
@@ -100,7 +102,7 @@ class Plan:
 
 _held: OrderedDict[tuple[str, str], Held] = OrderedDict()
 _bytes = [0]
-_trackers: dict[tuple[str, str], tracking.Tracker | None] = {}
+_trackers: dict[tuple[str, str, str, tuple[str, ...]], tracking.Tracker | None] = {}
 _epoch = [0]
 _floor = [0]
 _recent: dict[tuple[str, str], int] = {}
@@ -129,13 +131,18 @@ def plan_for(fc: Any, settings: Any) -> Plan | None:
 
 def tracker_for(alias: str, cache: Any, key_prefix: str) -> tracking.Tracker | None:
     """The tracker of a Redis alias for our keys under ``key_prefix``; ``None`` for a
-    backend that is not Redis, or whose keys Redis cannot be asked to watch by prefix."""
+    backend that is not Redis, or whose keys Redis cannot be asked to watch: then entries
+    are kept and checked against their counters on every hit, as on memcached."""
     if not fastpaths.is_redis(type(cache)):
         return None
+    head = cache.make_key("")
+    servers, options = _location(alias)
     with _lock:
-        if (alias, key_prefix) in _trackers:
-            return _trackers[alias, key_prefix]
-        head = cache.make_key("")
+        # By what the watch depends on, so that a changed KEY_PREFIX, VERSION or LOCATION
+        # never reuses a tracker that watches other keys or another server.
+        found = (alias, key_prefix, head, tuple(servers))
+        if found in _trackers:
+            return _trackers[found]
         tracker = None
         if cache.make_key(f"{key_prefix}:x") != f"{head}{key_prefix}:x":
             logger.info(
@@ -144,30 +151,39 @@ def tracker_for(alias: str, cache: Any, key_prefix: str) -> tracking.Tracker | N
                 "checked against their counters on every hit instead.",
                 alias,
             )
+        elif len(servers) > 1:
+            # Reads go to a replica, which can lag the primary whose pushes we would hear:
+            # a value read from it after the push would be kept past its write.
+            logger.info(
+                "cachedcall: cache alias %r lists %d servers (reads may go to a replica), so "
+                "near entries on it are checked against their counters on every hit instead "
+                "of being watched.",
+                alias,
+                len(servers),
+            )
         else:
-            where = tracking.address(*_location(alias))
             skip = len(head)
             tracker = tracking.Tracker(
-                where,
+                tracking.address(servers[0], options),
                 f"{head}{key_prefix}:",
                 _lock,
                 lambda keys: _invalidated(alias, [k.decode(errors="replace")[skip:] for k in keys]),
                 lambda: _flushed(alias),
             )
-        _trackers[alias, key_prefix] = tracker
+        _trackers[found] = tracker
         return tracker
 
 
-def _location(alias: str) -> tuple[str, dict[str, Any]]:
-    # The first server of the alias (Django's RedisCache writes to it; django-redis's
-    # default client too): its URL, and the OPTIONS that may carry credentials.
+def _location(alias: str) -> tuple[list[str], dict[str, Any]]:
+    # The alias's servers (the first is the primary: Django's RedisCache and django-redis
+    # write to it), and the OPTIONS that may carry credentials.
     from django.conf import settings
 
     config: dict[str, Any] = settings.CACHES[alias]
     location = config.get("LOCATION") or "redis://localhost:6379"
     servers = location.replace(";", ",").split(",") if isinstance(location, str) else list(location)
     options = {str(k).lower(): v for k, v in dict(config.get("OPTIONS") or {}).items()}
-    return str(servers[0]).strip(), options
+    return [str(server).strip() for server in servers if str(server).strip()], options
 
 
 # --- reads -----------------------------------------------------------------------------------
@@ -189,7 +205,7 @@ def aread(fc: Any, key: str, counter_keys: list[str]) -> Awaitable[dict[str, Any
     if tracker is not None and tracker.connected and tracker.pid == os.getpid():
         with _lock:
             tracker.drain()
-            found = _kept(fc, plan, key, counter_keys)
+            found = _kept(fc, plan, key, counter_keys) if tracker.fresh else None
         if found is not None:
             return _ready(found)
     from asgiref.sync import sync_to_async
@@ -204,14 +220,15 @@ async def _ready(found: dict[str, Any]) -> dict[str, Any]:
 def _read_tracked(
     fc: Any, plan: Plan, tracker: tracking.Tracker, key: str, counter_keys: list[str]
 ) -> dict[str, Any] | None:
+    if tracker.sock is None:
+        tracker.connect_if_due()  # outside _lock: a slow server stalls no other hit
     with _lock:
         if tracker.pid != os.getpid():
             tracker.lost()  # a forked child: the parent's socket is not ours to read
-        live = tracker.ensure()
+        tracker.drain()
+        live = tracker.fresh
         if live:
-            tracker.drain()
-            live = tracker.connected
-            found = _kept(fc, plan, key, counter_keys) if live else None
+            found = _kept(fc, plan, key, counter_keys)
             if found is not None:
                 return found
         started = _epoch[0]
@@ -221,11 +238,22 @@ def _read_tracked(
     if read is not None and live:
         with _lock:
             tracker.drain()  # pushes of writes before our read must win over what it read
-            if tracker.connected and started >= _floor[0]:
+            if tracker.fresh:
                 for name, raw in read.items():
-                    if _recent.get((plan.alias, name), -1) <= started:
+                    if _may_keep(plan.alias, name, started):
                         _keep(fc, plan, name, raw, name == key)
     return read
+
+
+def _may_keep(alias: str, key: str, started: int) -> bool:
+    # Under _lock: whether what a read that began at epoch ``started`` found under ``key``
+    # may be kept: nothing invalidated it (or everything) since the read began.
+    return started >= _floor[0] and _recent.get((alias, key), -1) <= started
+
+
+def epoch() -> int:
+    """The invalidation clock now: what a write about to be made passes to :func:`written`."""
+    return _epoch[0]
 
 
 def _kept(fc: Any, plan: Plan, key: str, counter_keys: list[str]) -> Found | None:
@@ -243,7 +271,11 @@ def _kept(fc: Any, plan: Plan, key: str, counter_keys: list[str]) -> Found | Non
             return None
         found[name] = counter.raw
         versions.append(counter.raw)
+    # Used: the entry and its counters go to the recent end, so a hot entry's counters are
+    # not evicted before it.
     _held.move_to_end((alias, key))
+    for name in counter_keys:
+        _held.move_to_end((alias, name))
     found.held = record
     found.value = MISSING
     if record.stamped == tuple(versions):
@@ -256,6 +288,7 @@ def _kept(fc: Any, plan: Plan, key: str, counter_keys: list[str]) -> Found | Non
 def _read_validated(fc: Any, plan: Plan, key: str, counter_keys: list[str]) -> dict[str, Any] | None:
     alias = plan.alias
     with _lock:
+        started = _epoch[0]
         record = _held.get((alias, key))
         if record is not None:
             if record.expires is not None and record.expires <= time.time():
@@ -267,7 +300,8 @@ def _read_validated(fc: Any, plan: Plan, key: str, counter_keys: list[str]) -> d
         through: dict[str, Any] | None = fc.read_through(key, counter_keys)
         if through is not None and key in through:
             with _lock:
-                _keep(fc, plan, key, through[key], True)
+                if _may_keep(alias, key, started):  # not invalidated here while we read
+                    _keep(fc, plan, key, through[key], True)
         return through
     counters = fc.counters.read(counter_keys, fc.sign)
     if counters is None:
@@ -282,7 +316,8 @@ def _read_validated(fc: Any, plan: Plan, key: str, counter_keys: list[str]) -> d
             return None
         if key in stored:
             with _lock:
-                _keep(fc, plan, key, stored[key], True)
+                if _may_keep(alias, key, started):
+                    _keep(fc, plan, key, stored[key], True)
         return {**counters, **stored}
     found = Found(counters)
     found[key] = record.raw
@@ -347,27 +382,31 @@ def _drop(where: tuple[str, str]) -> None:
         _bytes[0] -= record.size
 
 
-def written(fc: Any, key: str, wired: Any) -> None:
+def written(fc: Any, key: str, wired: Any, started: int) -> None:
     """This process stored ``wired`` under ``key``: keep it (no tracker) or drop what was
-    kept (Redis: the next read takes it from the cache, under the tracker's watch)."""
+    kept (Redis: the next read takes it from the cache, under the tracker's watch).
+
+    :param started: :func:`epoch` before the write: an invalidation of ``key`` in this
+        process since (``f.invalidate()`` in another thread) keeps it from being kept.
+    """
     plan: Plan | None = fc.near
     if plan is None:
         return
     with _lock:
-        if plan.tracker is None:
+        if plan.tracker is None and _may_keep(plan.alias, key, started):
             _keep(fc, plan, key, wired, True)
         else:
             _drop((plan.alias, key))
 
 
 def dropped(fc: Any, keys: Sequence[str]) -> None:
-    """This process deleted ``keys`` of ``fc``: forget them here too."""
+    """This process deleted ``keys`` of ``fc`` (call it after the delete): forget them here
+    too, and keep nothing that a read or write in flight since had found for them."""
     plan: Plan | None = fc.near
     if plan is None:
         return
     with _lock:
-        for key in keys:
-            _drop((plan.alias, key))
+        _invalidated(plan.alias, list(keys))
 
 
 def changed(alias: str, key: str) -> None:
@@ -416,6 +455,16 @@ def stats() -> dict[str, Any]:
 
 def forget() -> None:
     """Drop everything kept and counted, and close the trackers."""
+    _drop_all()
+    with _lock:
+        _recent.clear()
+        _floor[0] = _epoch[0] = 0
+        for counter in _counts.values():
+            counter.clear()
+
+
+def _drop_all() -> None:
+    # Everything kept goes, every tracker is closed, and no read in flight keeps anything.
     with _lock:
         for tracker in _trackers.values():
             if tracker is not None:
@@ -423,7 +472,31 @@ def forget() -> None:
         _trackers.clear()
         _held.clear()
         _bytes[0] = 0
-        _recent.clear()
-        _floor[0] = _epoch[0] = 0
-        for counter in _counts.values():
-            counter.clear()
+        _epoch[0] += 1
+        _floor[0] = _epoch[0]
+
+
+def _caches_changed(*, setting: str, **kwargs: object) -> None:
+    # Another server, KEY_PREFIX or VERSION: what was kept and watched is another cache's.
+    if setting == "CACHES":
+        _drop_all()
+
+
+setting_changed.connect(_caches_changed, dispatch_uid="cachedcall.near.caches_changed")
+
+
+def _after_fork_in_child() -> None:
+    # The child holds _lock (taken by the forking thread before the fork): it forgets the
+    # parent's connections (closing only its own copies of their sockets) and what was kept
+    # under their watch, then lets go.
+    try:
+        for tracker in _trackers.values():
+            if tracker is not None:
+                tracker.forked()
+    finally:
+        _lock.release()
+
+
+# A fork while another thread holds _lock (a drainer, a hit) would leave the child's copy of
+# it held forever: the fork waits for it instead.
+os.register_at_fork(before=_lock.acquire, after_in_parent=_lock.release, after_in_child=_after_fork_in_child)

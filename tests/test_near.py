@@ -343,9 +343,10 @@ def test_a_server_without_tracking_leaves_the_tier_off_with_one_warning(cachedca
     tracker = tracking.Tracker(
         tracking.address(f"redis://127.0.0.1:{port}/0", {}), "p:", lock, lambda keys: None, lambda: None
     )
-    with lock:
-        assert tracker.ensure() is False
-        assert tracker.ensure() is False  # not tried again within RETRY_AFTER
+    tracker.connect_if_due()
+    assert not tracker.connected
+    tracker.connect_if_due()  # not tried again within RETRY_AFTER: no second warning
+    assert not tracker.connected
     warnings = [r for r in cachedcall_log.records if "client tracking" in r.getMessage()]
     assert len(warnings) == 1 and "HELLO" in warnings[0].getMessage()
     listener.close()
@@ -428,3 +429,89 @@ def test_threads_hitting_while_another_bumps_always_see_the_version_they_read_af
         for thread in threads:
             thread.join()
     assert not errors
+
+
+# --- what the review found ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend_name", MEMCACHED, indirect=True)
+def test_an_invalidate_while_a_read_is_in_flight_keeps_nothing_it_read(backend_name, monkeypatch):
+    from cachedcall.decorators import function_cache
+
+    lessons(12)
+    fc = function_cache(lessons)
+    near.dropped(fc, [lessons.key(12)])  # as another process would: nothing kept here yet
+    through = fc.read_through
+
+    def read_then_invalidated(key, counter_keys):
+        found = through(key, counter_keys)
+        lessons.invalidate(12)  # another thread, between this read and its keeping
+        return found
+
+    monkeypatch.setattr(fc, "read_through", read_then_invalidated)
+    lessons(12)  # a hit of what was read before the invalidate: this call started before it
+    monkeypatch.undo()
+    lessons(12)
+    assert calls[12] == 2  # recomputed: the tier did not keep the invalidated entry
+
+
+@pytest.mark.parametrize("backend_name", REDIS + MEMCACHED, indirect=True)
+def test_a_changed_caches_setting_serves_nothing_kept_under_the_old_one(backend_name):
+    lessons(13)
+    lessons(13)
+    from django.conf import settings
+
+    changed = {alias: dict(value) for alias, value in settings.CACHES.items()}
+    changed["default"]["KEY_PREFIX"] = "tenant2"
+    with override_settings(CACHES=changed):
+        lessons(13)  # another keyspace: a miss, not the other tenant's kept value
+        assert calls[13] == 2
+
+
+@pytest.mark.parametrize("backend_name", ["redis"], indirect=True)
+def test_an_alias_with_replicas_is_checked_by_its_counters_not_watched(backend_name):
+    from django.conf import settings
+
+    from cachedcall.decorators import function_cache
+
+    changed = {alias: dict(value) for alias, value in settings.CACHES.items()}
+    location = changed["default"]["LOCATION"]
+    changed["default"]["LOCATION"] = [location, location]  # a primary and a "replica"
+    with override_settings(CACHES=changed):
+        lessons(14)
+        lessons(14)
+        assert function_cache(lessons).near.tracker is None
+        with record() as events:
+            lessons(14)
+        assert events.near_hits(lessons) == 1  # kept, and its counters read
+
+
+@pytest.mark.parametrize("backend_name", REDIS, indirect=True)
+def test_a_tracking_connection_that_goes_quiet_serves_nothing_and_is_dropped_when_it_stays_quiet(
+    backend_name,
+):
+    from cachedcall.decorators import function_cache
+
+    lessons(15)
+    lessons(15)
+    tracker = function_cache(lessons).near.tracker
+    with near._lock:
+        tracker.received_at = time.monotonic() - 10  # not heard from since
+        tracker.pinged_at = 0.0
+    with record() as events:
+        lessons(15)  # nothing kept is served from a connection not heard from: it is PINGed
+    assert events.near_hits(lessons) == 0
+    deadline = time.monotonic() + 2
+    while not tracker.fresh:  # the PONG arrives
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    lessons(15)
+    with record() as events:
+        lessons(15)
+    assert events.near_hits(lessons) == 1
+    with near._lock:
+        tracker.received_at = time.monotonic() - 10
+        tracker.pinged_at = time.monotonic() - 5  # asked, and no answer since
+        tracker.drain()
+    assert not tracker.connected
+    assert near.stats()["entries"] == 0
