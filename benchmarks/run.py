@@ -441,10 +441,12 @@ def main() -> None:
         print(f"\nmedians written to {RESULTS / 'latest.json'}")
     if not args.worker and not args.only and not args.no_curves:
         # The cost curves, in the same run: the README's table and charts come from one
-        # command. They start servers of their own (the ones above are stopped).
-        from benchmarks import curves
+        # command. In a process of their own: this one's Django holds backends of the
+        # servers above, which are stopped, and the curves start servers of their own.
+        import subprocess
 
-        curves.main(["--fast"] if args.fast else [])
+        curves = [sys.executable, str(ROOT / "benchmarks" / "curves.py"), *(["--fast"] if args.fast else [])]
+        subprocess.run(curves, check=True)
 
 
 if __name__ == "__main__":
