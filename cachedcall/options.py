@@ -9,22 +9,19 @@ Process state: none.
 
 from __future__ import annotations
 
-import datetime
 import difflib
-import math
 import textwrap
-from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cachedcall import conf
+from cachedcall import optionchecks
 from cachedcall.entry import MISSING
 from cachedcall.exceptions import InvalidOption
 
 __all__: list[str] = []
 
-Check = Callable[[Any, Any], Any]  # (value, where: str or what renders it)
+Check = optionchecks.Check
 
 
 @dataclass(frozen=True)
@@ -47,122 +44,10 @@ class Option:
     view: bool = True
 
 
-def _fail(where: str, message: str) -> InvalidOption:
-    return InvalidOption(f"{where}: {message}")
-
-
-def _flag(name: str, extra: str = "", optional: bool = False) -> Check:
-    def check(value: Any, where: str) -> Any:
-        if not isinstance(value, bool) and not (optional and value is None):
-            raise _fail(where, f"{name} must be True or False{extra}, not {value!r}.")
-        return value
-
-    return check
-
-
-def _seconds(name: str, minimum: float) -> Check:
-    def check(value: Any, where: str) -> float:
-        if isinstance(value, datetime.timedelta):
-            value = value.total_seconds()
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:
-            raise _fail(where, f"{name} must be a number of seconds >= {minimum}, not {value!r}.")
-        return value
-
-    return check
-
-
-def _timeout(value: Any, where: str) -> Any:
-    return conf.check_timeout(value, where, InvalidOption)
-
-
-def _cache(value: Any, where: str) -> Any:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise _fail(where, f"cache must name an alias of settings.CACHES, not {value!r}.")
-    return value
-
-
-def _key(value: Any, where: str) -> Any:
-    if value is None or callable(value):
-        return value
-    if (
-        isinstance(value, (str, bytes))
-        or not isinstance(value, Sequence)
-        or not all(isinstance(k, str) for k in value)
-    ):
-        raise _fail(
-            where,
-            f"key must be a callable receiving the call's arguments or a list of parameter names, "
-            f"not {value!r}.",
-        )
-    return tuple(value)
-
-
-def _prefix(value: Any, where: str) -> Any:
-    if not isinstance(value, str) or not value:
-        raise _fail(where, f"prefix must be a non-empty string, not {value!r}.")
-    return value
-
-
-def _version(value: Any, where: str) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise _fail(where, f"version must be an int or a string, not {value!r}.")
-    return value
-
-
-def _unless(value: Any, where: str) -> Any:
-    if value is not None and not callable(value):
-        raise _fail(where, f"unless must be a callable receiving the result, not {value!r}.")
-    return value
-
-
-def _depends_on(value: Any, where: str) -> Any:
-    if value is None or (callable(value) and not isinstance(value, type)):
-        return value
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
-        raise _fail(
-            where,
-            "depends_on must be a list of models, instances and where(...) scopes, or a callable "
-            f"receiving the call's arguments and returning one; not {value!r}.",
-        )
-    return list(value)
-
-
-def _lock_ttl(value: Any, where: str) -> int:
-    # memcached counts TTLs in whole seconds and reads anything below 1 as "expire now".
-    seconds: float = _seconds("lock_ttl", 1)(value, where)
-    return math.ceil(seconds)
-
-
-def _early(value: Any, where: str) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise _fail(
-            where,
-            "early must be XFetch's beta, a number > 0 (1 is the usual choice; larger refreshes "
-            f"earlier), not {value!r}.",
-        )
-    return float(value)
-
-
-def _vary_on(value: Any, where: str) -> frozenset[str]:
-    if isinstance(value, str) or not all(isinstance(h, str) and h for h in value):
-        raise _fail(where, f"vary_on must be a list of header names, not {value!r}.")
-    return frozenset(h.lower() for h in value)
-
-
-def _statuses(value: Any, where: str) -> frozenset[int]:
-    if isinstance(value, int) or not all(
-        isinstance(s, int) and not isinstance(s, bool) and 100 <= s < 600 for s in value
-    ):
-        raise _fail(where, f"statuses must be a list of HTTP status codes, not {value!r}.")
-    return frozenset(value)
-
-
 OPTIONS: tuple[Option, ...] = (
     Option(
         "timeout",
-        _timeout,
+        optionchecks.timeout,
         MISSING,
         '``CACHEDCALL["TIMEOUT"]``',
         "Seconds (``int``, ``float`` or ``timedelta``). ``None`` never expires, ``0`` does not "
@@ -170,7 +55,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "cache",
-        _cache,
+        optionchecks.cache,
         None,
         '``CACHEDCALL["CACHE"]``',
         "The alias in ``settings.CACHES`` (named as in ``cache_page``); unset: "
@@ -178,7 +63,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "key",
-        _key,
+        optionchecks.key,
         None,
         "all arguments",
         'What to key on instead of all arguments: a list of parameter names (``key=["club"]``) '
@@ -187,21 +72,21 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "prefix",
-        _prefix,
+        optionchecks.prefix,
         MISSING,
         "``module.qualname``",
         "The function's namespace. Two functions with one prefix share entries.",
     ),
     Option(
         "version",
-        _version,
+        optionchecks.version,
         1,
         "``1``",
         "Change it when the function's meaning changes; entries of other versions are never read.",
     ),
     Option(
         "unless",
-        _unless,
+        optionchecks.unless,
         None,
         "``None``",
         'A callable receiving the result; true means "do not store this one" '
@@ -210,7 +95,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "depends_on",
-        _depends_on,
+        optionchecks.depends_on,
         None,
         "``None``",
         "Models, rows and ``where(...)`` scopes (or a callable receiving the call's arguments and "
@@ -218,7 +103,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "vary_on",
-        _vary_on,
+        optionchecks.vary_on,
         frozenset(),
         "``()``",
         "Request headers to key on from the start, besides those learned from responses' ``Vary``.",
@@ -226,7 +111,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "per_user",
-        _flag("per_user"),
+        optionchecks.flag("per_user"),
         False,
         "``False``",
         "Cache pages of authenticated users too, keyed by user and session auth hash (otherwise "
@@ -235,7 +120,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "statuses",
-        _statuses,
+        optionchecks.statuses,
         frozenset({200}),
         "``(200,)``",
         "The status codes of responses to store.",
@@ -243,7 +128,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "single_flight",
-        _flag("single_flight"),
+        optionchecks.flag("single_flight"),
         True,
         "``True``",
         "Concurrent misses of one key in one process (threads, or tasks of one event loop) "
@@ -251,7 +136,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "lock",
-        _flag("lock", " (default CACHEDCALL['LOCK'])", optional=True),
+        optionchecks.flag("lock", " (default CACHEDCALL['LOCK'])", optional=True),
         None,
         '``CACHEDCALL["LOCK"]``',
         "One computation per key across processes, through a lock beside the entry (``add`` "
@@ -259,7 +144,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "lock_ttl",
-        _lock_ttl,
+        optionchecks.lock_ttl,
         30,
         "30 s",
         "A lock ends by itself after this (whole seconds, at least 1): a holder that dies "
@@ -267,7 +152,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "lock_wait",
-        _seconds("lock_wait", 0),
+        optionchecks.seconds("lock_wait", 0),
         10,
         "10 s",
         "Others poll for the entry (5 ms, growing x1.5 to 100 ms, jittered) at most this long, "
@@ -275,7 +160,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "near",
-        _flag("near", " (default CACHEDCALL['NEAR'])", optional=True),
+        optionchecks.flag("near", " (default CACHEDCALL['NEAR'])", optional=True),
         None,
         '``CACHEDCALL["NEAR"]``',
         "Keep hot entries in this process's memory too: on Redis a hit then makes no round "
@@ -284,7 +169,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "copy",
-        _flag("copy"),
+        optionchecks.flag("copy"),
         True,
         "``True``",
         "``False``: near hits share one decoded value instead of unpickling a copy per "
@@ -293,7 +178,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "stale",
-        _seconds("stale", 0),
+        optionchecks.seconds("stale", 0),
         0,
         "0",
         "For this many seconds after the timeout, one caller recomputes while the others get "
@@ -301,7 +186,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "soft",
-        _flag("soft"),
+        optionchecks.flag("soft"),
         False,
         "``False``",
         "A model version bump, too, serves the old value while one caller recomputes "
@@ -309,7 +194,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "early",
-        _early,
+        optionchecks.early,
         None,
         "off",
         "XFetch's beta (e.g. ``1.0``): refresh a fresh entry early with probability "
