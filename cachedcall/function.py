@@ -33,6 +33,7 @@ from cachedcall import events
 from cachedcall import flights
 from cachedcall import inspection
 from cachedcall import near
+from cachedcall import nearrecords
 from cachedcall import options
 from cachedcall.entry import MISSING
 from cachedcall.entry import Entry
@@ -137,7 +138,7 @@ class FunctionCache:
         # policy, a snapshot, the backend's item size): plain ints, like the counts above,
         # which cachedcall.metrics flushes into the cache off the call path.
         self.stored = self.refused = 0
-        self.near: near.Plan | None = None
+        self.near: nearrecords.Plan | None = None
         self._settings: conf.Settings | None = None
         self._logged_pickle_error = False
         self._logged_too_large = False

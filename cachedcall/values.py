@@ -19,6 +19,7 @@ from cachedcall import events
 from cachedcall import flights
 from cachedcall import health
 from cachedcall import near
+from cachedcall import nearrecords
 from cachedcall import signing
 from cachedcall import snapshots
 from cachedcall.entry import CORRUPT
@@ -42,7 +43,7 @@ def classify(
     if found is None:
         fc.errors += 1
         return FAILED, MISSING, None, None
-    if type(found) is near.Found and found.value is not MISSING and fc.fresh_for is None:
+    if type(found) is nearrecords.Found and found.value is not MISSING and fc.fresh_for is None:
         # A near hit of a copy=False function whose entry the tier has found current: the
         # value decoded by an earlier hit is shared.
         fc.hits += 1
@@ -75,7 +76,7 @@ def classify(
         return unreadable(fc, key, str(exc)), MISSING, versions, None
     if state is HIT:
         fc.hits += 1
-        if not fc.copy and type(found) is near.Found:
+        if not fc.copy and type(found) is nearrecords.Found:
             near.decoded(fc, found, value)
         if fc.policy is not None:
             value = fc.policy.serve(value, stored, args)
@@ -88,7 +89,7 @@ def hit_event(
     fc: FunctionCache, key: str, found: dict[str, Any] | None, started: float, counter_keys: list[str]
 ) -> None:
     """The event of a hit: its reason says ``"near"`` when the near tier served it."""
-    reason = "near" if type(found) is near.Found else None
+    reason = "near" if type(found) is nearrecords.Found else None
     events.emit(fc, key, events.HIT, time.perf_counter() - started, reason, depends=counter_keys)
 
 

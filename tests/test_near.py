@@ -22,6 +22,8 @@ import cachedcall
 from cachedcall import cached
 from cachedcall import conf
 from cachedcall import near
+from cachedcall import nearrecords
+from cachedcall import resp3
 from cachedcall import tracking
 from cachedcall.exceptions import InvalidOption
 from cachedcall.testing import record
@@ -312,15 +314,15 @@ def test_the_near_setting_turns_the_tier_on_for_every_function(redis_server):
     ],
 )
 def test_the_parser_reads_the_frames_redis_sends(frame, value):
-    assert tracking.parse(frame) == (value, len(frame))
+    assert resp3.parse(frame) == (value, len(frame))
     for cut in range(1, len(frame)):
-        with pytest.raises(tracking.Incomplete):
-            tracking.parse(frame[:cut])
+        with pytest.raises(resp3.Incomplete):
+            resp3.parse(frame[:cut])
 
 
 def test_an_error_reply_is_returned_not_raised():
-    error, _ = tracking.parse(b"-ERR unknown command\r\n")
-    assert isinstance(error, tracking.ReplyError) and "unknown command" in str(error)
+    error, _ = resp3.parse(b"-ERR unknown command\r\n")
+    assert isinstance(error, resp3.ReplyError) and "unknown command" in str(error)
 
 
 def test_a_server_without_tracking_leaves_the_tier_off_with_one_warning(cachedcall_log):
@@ -339,9 +341,9 @@ def test_a_server_without_tracking_leaves_the_tier_off_with_one_warning(cachedca
     import threading
 
     threading.Thread(target=serve, daemon=True).start()
-    lock = near._lock
+    lock = nearrecords.lock
     tracker = tracking.Tracker(
-        tracking.address(f"redis://127.0.0.1:{port}/0", {}), "p:", lock, lambda keys: None, lambda: None
+        resp3.address(f"redis://127.0.0.1:{port}/0", {}), "p:", lock, lambda keys: None, lambda: None
     )
     tracker.connect_if_due()
     assert not tracker.connected
@@ -353,17 +355,17 @@ def test_a_server_without_tracking_leaves_the_tier_off_with_one_warning(cachedca
 
 
 def test_addresses_come_from_the_location_url_and_options():
-    assert tracking.address("redis://u:p%40ss@h:7000/2", {}) == {
+    assert resp3.address("redis://u:p%40ss@h:7000/2", {}) == {
         "username": "u",
         "password": "p@ss",
         "tls": False,
         "host": "h",
         "port": 7000,
     }
-    assert tracking.address("rediss://h", {"password": "x"})["tls"] is True
-    assert tracking.address("unix:///tmp/r.sock", {})["path"] == "/tmp/r.sock"
+    assert resp3.address("rediss://h", {"password": "x"})["tls"] is True
+    assert resp3.address("unix:///tmp/r.sock", {})["path"] == "/tmp/r.sock"
     with pytest.raises(ValueError, match="not a Redis URL"):
-        tracking.address("memcached://h", {})
+        resp3.address("memcached://h", {})
 
 
 # --- processes and threads ------------------------------------------------------------------
@@ -495,7 +497,7 @@ def test_a_tracking_connection_that_goes_quiet_serves_nothing_and_is_dropped_whe
     lessons(15)
     lessons(15)
     tracker = function_cache(lessons).near.tracker
-    with near._lock:
+    with nearrecords.lock:
         tracker.received_at = time.monotonic() - 10  # not heard from since
         tracker.pinged_at = 0.0
     with record() as events:
@@ -509,7 +511,7 @@ def test_a_tracking_connection_that_goes_quiet_serves_nothing_and_is_dropped_whe
     with record() as events:
         lessons(15)
     assert events.near_hits(lessons) == 1
-    with near._lock:
+    with nearrecords.lock:
         tracker.received_at = time.monotonic() - 10
         tracker.pinged_at = time.monotonic() - 5  # asked, and no answer since
         tracker.drain()
