@@ -6,7 +6,8 @@ counters. Repeating every bump once the replica must have caught up makes such a
 stale too: after the lag, nothing computed before the write can be served.
 
 One daemon thread sleeps until the earliest repeat is due; at exit, the repeats still
-waiting are made (after their delay, which is short by configuration).
+waiting are made (after their delay, which is short by configuration). Each repeat logs,
+at DEBUG, when the bumps it makes were due and when it landed (the promise counts from then).
 
 Process state: the repeats waiting (``_due``, a heap under ``_lock``, with ``_wakeup``) and
 the thread that makes them (``_thread``). :func:`forget` makes the waiting repeats at once
@@ -55,12 +56,16 @@ def waiting() -> int:
         return len(_due)
 
 
-def _take(until: float | None) -> list[str]:
-    """Pop the keys of every repeat due by ``until`` (all of them when ``None``)."""
+def _take(until: float | None) -> tuple[list[str], float, float]:
+    """Pop every repeat due by ``until`` (all of them when ``None``): their keys, and when the
+    first and the last of them were due (monotonic)."""
     keys: list[str] = []
+    first = last = 0.0
     while _due and (until is None or _due[0][0] <= until):
-        keys.extend(heapq.heappop(_due)[2])
-    return keys
+        due, _, more = heapq.heappop(_due)
+        first, last = first or due, due
+        keys.extend(more)
+    return keys, first, last
 
 
 def _run() -> None:
@@ -77,19 +82,30 @@ def _run() -> None:
             if pause > 0:
                 _wakeup.wait(timeout=pause)
                 continue
-            keys = _take(time.monotonic())
-        _repeat(keys)
+            keys, first, last = _take(time.monotonic())
+        _repeat(keys, first, last)
 
 
-def _repeat(keys: list[str]) -> None:
+def _repeat(keys: list[str], first: float, last: float) -> None:
     from cachedcall import aliases
     from cachedcall import bumps
 
+    # The two DEBUG records say which repeats were made (those due from ``first`` to
+    # ``last``) and when they landed, on time.monotonic()'s clock, one for every process of
+    # the machine: the replica promise counts from the landing, and the race harness
+    # measures it from these records.
+    logger.debug(
+        "cachedcall: repeating the bumps of %d keys due from %.6f to %.6f (REPLICA_LAG)",
+        len(keys),
+        first,
+        last,
+    )
     try:
         bumps.bump_now(dict.fromkeys(keys), repeat=False)
     except Exception:
         logger.debug("cachedcall: repeating bumps raised", exc_info=True)
     finally:
+        logger.debug("cachedcall: repeated the bumps of %d keys, landed at %.6f", len(keys), time.monotonic())
         if threading.current_thread() is _thread:
             aliases.close_thread_caches()  # our thread: no request_finished closes them
 
@@ -97,15 +113,13 @@ def _repeat(keys: list[str]) -> None:
 def flush(sleep: Callable[[float], None] = time.sleep) -> None:
     """Make every waiting repeat now, after waiting for the last one's delay."""
     with _lock:
-        last = max((due for due, _, _ in _due), default=None)
-        keys = _take(None)
+        keys, first, last = _take(None)
     if not keys:
         return
-    if last is not None:
-        pause = last - time.monotonic()
-        if pause > 0:
-            sleep(pause)
-    _repeat(keys)
+    pause = last - time.monotonic()
+    if pause > 0:
+        sleep(pause)
+    _repeat(keys, first, last)
 
 
 def forget() -> None:

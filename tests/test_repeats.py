@@ -3,6 +3,7 @@ had not caught up goes stale too."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -75,3 +76,41 @@ def test_the_lag_is_checked(value):
         pytest.raises(ImproperlyConfigured, match="REPLICA_LAG"),
     ):
         conf.get()
+
+
+def test_each_repeat_logs_when_its_bumps_were_due_and_when_it_landed():
+    # benchmarks/race.py judges the replica scenario from these two records: the dues say
+    # which writes a repeat covers, the second record when it landed.
+    seen: list[tuple[float, logging.LogRecord]] = []
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((time.monotonic(), record))
+
+    log = logging.getLogger("cachedcall")
+    handler, level = Handler(level=logging.DEBUG), log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    try:
+        with override_settings(CACHEDCALL={"REPLICA_LAG": LAG}):
+            club_names()
+            before = time.monotonic()
+            Club.objects.create(name="chess")
+            after = time.monotonic()
+            time.sleep(LAG + 0.2)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    made = [(t, r) for t, r in seen if r.getMessage().startswith("cachedcall: repeat")]
+    assert [r.getMessage().split(" the bumps")[0] for _, r in made] == [
+        "cachedcall: repeating",
+        "cachedcall: repeated",
+    ]
+    (started, record), (landed, done) = made
+    count, first, last = record.args
+    assert count >= 1  # the club's row, its scopes, its table
+    # Every bump of the create was due LAG after it; made after that, landed after that.
+    assert before + LAG <= first <= last <= after + LAG
+    assert last <= started
+    assert done.args[0] == count
+    assert started <= done.args[1] <= landed

@@ -30,8 +30,13 @@ READ COMMITTED transaction (each statement sees what committed before it began);
 moment the transaction began for a REPEATABLE READ reader (its snapshot is taken at its
 first statement, after that moment: a value from its own snapshot is fine for itself; that
 it never reaches anyone else is what the autocommit *observer* beside it checks);
-``t_start - REPLICA_LAG`` for reads routed to a lagging replica (the library promises
-nothing fresher than the configured lag; the primary's states are the reference).
+for reads routed to a lagging replica, the write whose bump's repeat (made ``REPLICA_LAG``
+after it) had landed when the call began: ``t_ref`` is the ``t_done`` of the last such write
+(the library promises nothing fresher; the primary's states are the reference). The writer
+logs when each repeat starts and lands (the library's DEBUG records); the repeat of write
+``k`` is taken to be the first one that started at or after ``t_done(k) + REPLICA_LAG``,
+which it cannot be later than. A library that logs no repeats is judged from
+``t_start - REPLICA_LAG`` less a fixed allowance for the landing.
 
 Every uncertainty (a process descheduled between its clock read and its work) widens
 ``j_min..j_max``, so timing noise can hide a stale read but never invent one. The
@@ -45,14 +50,16 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import math
 from collections import Counter
 from collections import defaultdict
+from collections.abc import Callable
 from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
-__all__ = ["Read", "Timeline", "fingerprint", "judge", "self_test"]
+__all__ = ["Read", "Timeline", "fingerprint", "judge", "landings", "self_test"]
 
 FRESH, STALE, IMPOSSIBLE = "fresh", "stale", "impossible"
 
@@ -134,13 +141,15 @@ def judge(
     reads: list[Read],
     *,
     replica_lag: float | None = None,
+    reference: Callable[[float], float] | None = None,
     windows: Iterable[tuple[float, float]] = (),
     grace: float = 0.0,
 ) -> dict[str, Any]:
     """Judge every read; return the counts a scenario reports.
 
     :param replica_lag: reads go to a replica this much behind at most (seconds): judged
-        from ``t_start - replica_lag``.
+        from ``t_start - replica_lag``, or from ``reference(t_start)`` when given (see
+        :func:`landings`).
     :param windows: outage windows (monotonic). A stale read that starts inside one or up
         to ``grace`` seconds after it is in the window the README documents (the counter
         store answers again before the writer's retried bump lands): counted apart, in
@@ -172,7 +181,7 @@ def judge(
         if replica_lag is not None:
             if timeline.judge(read.key, read.digest, t_ref, read.t_end)[0] != FRESH:
                 out["lagged"] += 1  # older than the primary, but within the allowed lag
-            t_ref -= replica_lag
+            t_ref = reference(t_ref) if reference is not None else t_ref - replica_lag
         verdict, age, outdated_by = timeline.judge(read.key, read.digest, t_ref, read.t_end)
         fn = out["by_function"][f"{read.name}@{read.alias}"]
         out["reads"] += 1
@@ -216,6 +225,43 @@ def judge(
     for name in ("outcomes", "stale_outcomes", "by_function", "by_mode"):
         out[name] = dict(out[name])
     return out
+
+
+def landings(
+    timeline: Timeline, lag: float, repeats: list[tuple[float, float, float]], fallback: float
+) -> tuple[Callable[[float], float], list[float]]:
+    """The replica scenario's reference: from a read's start, the time it is judged from.
+
+    :param repeats: ``(first due, last due, landed)`` of each repeat the writer's library
+        made, in order: it made every bump due from the first to the last.
+    :param fallback: for a write no repeat covers (it bumped nothing), the landing assumed
+        after ``t_done + lag``.
+    :returns: the reference, and for each write covered how long after ``t_done + lag`` its
+        repeat landed (seconds: the repeat's own landing, reported).
+
+    The bumps of write ``k`` were made during it, so their repeats were due within
+    ``[t_begin(k) + lag, t_done(k) + lag]``, where no other write's are (the writer makes one
+    write at a time); the last repeat whose dues reach into that window made the last of them.
+    """
+    firsts = [first for first, _, _ in repeats]
+    landed: list[float] = []
+    late: list[float] = []
+    for begin, done in zip(timeline.begins, timeline.dones, strict=True):
+        i = bisect.bisect_right(firsts, done + lag) - 1
+        if i >= 0 and repeats[i][1] >= begin + lag:
+            landed.append(repeats[i][2])
+            late.append(repeats[i][2] - done - lag)
+        else:
+            landed.append(done + lag + fallback)
+    # Made nondecreasing: a write is only required once every earlier one is.
+    for k in range(1, len(landed)):
+        landed[k] = max(landed[k], landed[k - 1])
+
+    def reference(t_start: float) -> float:
+        j = bisect.bisect_right(landed, t_start)  # the writes whose repeats had landed
+        return timeline.dones[j - 1] + 1e-9 if j else -math.inf
+
+    return reference, late
 
 
 @dataclass
@@ -276,6 +322,26 @@ def self_test() -> list[str]:
         got = FRESH if not result["stale"] else IMPOSSIBLE if result["impossible"] else STALE
         if got != case.expect:
             failures.append(f"{case}: {got}")
+    # Write 1's bumps were due at 1.25 and 1.28 and their repeat landed at 1.36: a read from
+    # 1.35 may still return the seed's answer, one from 1.37 may not. Write 2's repeat was
+    # made in two (the second landed at 2.4); write 3 bumped nothing: 50 ms assumed.
+    repeats = [(1.25, 1.28, 1.36), (2.22, 2.25, 2.26), (2.28, 2.28, 2.4)]
+    reference, late = landings(timeline, 0.2, repeats, fallback=0.05)
+    if [round(x, 3) for x in late] != [0.06, 0.1]:
+        failures.append(f"the repeats' landings: {late}")
+    for t_start, digest, expect in (
+        (1.35, "a", FRESH),
+        (1.37, "a", STALE),
+        (2.35, "b", FRESH),
+        (2.41, "b", STALE),
+        (3.33, "c", FRESH),
+        (3.36, "c", STALE),
+    ):
+        t_end = t_start + 0.01
+        read = Read("f", "default", [], t_start, t_end, digest, "", None, None, None, "autocommit", 0)
+        got = judge(timeline, [read], replica_lag=0.2, reference=reference)
+        if (FRESH if not got["stale"] else STALE) != expect:
+            failures.append(f"a read of {digest} at {t_start} after {repeats}: {got['stale']} stale")
     read = Read("f", "default", [], 1.2, 1.3, "a", "", None, None, None, "autocommit", 0)
     age = judge(timeline, [read])["worst_age_ms"]
     if age != 100.0:

@@ -20,6 +20,8 @@ logs each call with its outcome (hit, miss, ...) as ``cachedcall.events`` report
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import random
 import sys
@@ -66,6 +68,30 @@ def _settings_notes() -> list[str]:
     return []
 
 
+def _repeats_logged() -> list[list[float]]:
+    """``[first due, last due, landed]`` (monotonic) of each repeat of the writer's bumps, as
+    the library logs them at DEBUG, filled while the writer runs (see
+    :func:`benchmarks.race.check.landings`)."""
+    repeats: list[list[float]] = []
+
+    class Landings(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message, args = str(record.msg), record.args
+            if not isinstance(args, tuple):
+                return
+            if message.startswith("cachedcall: repeating the bumps"):
+                repeats.append([float(args[1]), float(args[2]), math.inf])
+            elif message.startswith("cachedcall: repeated the bumps") and repeats:
+                repeats[-1][2] = float(args[1])
+
+    log = logging.getLogger("cachedcall")
+    for handler in log.handlers:  # the stderr handler keeps showing INFO and up only
+        handler.setLevel(max(handler.level, logging.INFO))
+    log.setLevel(logging.DEBUG)
+    log.addHandler(Landings())
+    return repeats
+
+
 def writer(spec: dict[str, Any], notes: list[str]) -> None:
     import cachedcall
     from benchmarks.race import readers
@@ -89,6 +115,7 @@ def writer(spec: dict[str, Any], notes: list[str]) -> None:
 
     previous = answers()
     seed_answers = previous
+    repeats = _repeats_logged()
     _say(event="ready", notes=notes)
     t0, _ = _wait_go()
     stop = threading.Event()
@@ -121,7 +148,13 @@ def writer(spec: dict[str, Any], notes: list[str]) -> None:
         time.sleep(rng.uniform(0, pause))
     Path(spec["log"]).write_text(
         json.dumps(
-            {"seed_answers": seed_answers, "writes": log, "errors": errors, "stats": cachedcall.stats()}
+            {
+                "seed_answers": seed_answers,
+                "writes": log,
+                "errors": errors,
+                "stats": cachedcall.stats(),
+                "repeats": repeats,
+            }
         )
     )
     _say(event="done", writes=len(log))
