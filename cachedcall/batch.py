@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cachedcall import events
+from cachedcall import nearbatch
 from cachedcall import switch
 from cachedcall import values
 from cachedcall.call import Miss
@@ -100,14 +101,19 @@ def map_steps(fc: FunctionCache, instance: Any, calls: Calls, slot: Slot) -> Ste
             keys.add(plan[0])
             batch.append((i, *plan))
     started = time.perf_counter()
-    found = yield from _read(fc, batch)
+    served: dict[str, Any] = {}
+    if fc.near is not None:
+        found, served = yield from nearbatch.read(fc, batch)
+    else:
+        found = yield from _read(fc, batch)
     misses: dict[int, Steps] = {}
     for i, key, counter_keys in batch:
         args, kwargs = calls[i]
-        state, value, versions, stored = values.classify(fc, found, key, counter_keys, args)
+        answer = served.get(key, found)
+        state, value, versions, stored = values.classify(fc, answer, key, counter_keys, args)
         if state is HIT:
             if events.active:
-                events.emit(fc, key, events.HIT, time.perf_counter() - started, depends=counter_keys)
+                values.hit_event(fc, key, answer, started, counter_keys)
             results[i] = value
             continue
         miss = Miss(key, counter_keys, versions, state, started, fc.full_args(instance, args), kwargs)

@@ -31,6 +31,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable
+from collections.abc import Container
 from collections.abc import Sequence
 from typing import Any
 
@@ -151,7 +152,7 @@ def aread(fc: Any, key: str, counter_keys: list[str]) -> Awaitable[dict[str, Any
     if tracker is not None and tracker.connected and tracker.pid == os.getpid():
         with nearrecords.lock:
             tracker.drain()
-            found = _kept(fc, plan, key, counter_keys) if tracker.fresh else None
+            found = kept(fc, plan, key, counter_keys) if tracker.fresh else None
         if found is not None:
             return _ready(found)
     from asgiref.sync import sync_to_async
@@ -169,12 +170,9 @@ def _read_tracked(
     if tracker.sock is None:
         tracker.connect_if_due()  # outside nearrecords.lock: a slow server stalls no other hit
     with nearrecords.lock:
-        if tracker.pid != os.getpid():
-            tracker.lost()  # a forked child: the parent's socket is not ours to read
-        tracker.drain()
-        live = tracker.fresh
+        live = listening(tracker)
         if live:
-            found = _kept(fc, plan, key, counter_keys)
+            found = kept(fc, plan, key, counter_keys)
             if found is not None:
                 return found
         started = nearrecords.clock[0]
@@ -182,13 +180,35 @@ def _read_tracked(
         aliases.cache_for(fc.alias), fc.alias, [key, *counter_keys], fc.sign
     )
     if read is not None and live:
-        with nearrecords.lock:
-            tracker.drain()  # pushes of writes before our read must win over what it read
-            if tracker.fresh:
-                for name, raw in read.items():
-                    if nearrecords.may_keep(plan.alias, name, started):
-                        nearrecords.keep(fc, plan, name, raw, name == key)
+        keep_read(fc, plan, tracker, read, (key,), started)
     return read
+
+
+def listening(tracker: tracking.Tracker) -> bool:
+    """Under nearrecords.lock: whether what ``tracker`` watches may be served, after taking
+    in every push that has arrived. Also nearbatch's."""
+    if tracker.pid != os.getpid():
+        tracker.lost()  # a forked child: the parent's socket is not ours to read
+    tracker.drain()
+    return tracker.fresh
+
+
+def keep_read(
+    fc: Any,
+    plan: Plan,
+    tracker: tracking.Tracker,
+    read: dict[str, Any],
+    entries: Container[str],
+    started: int,
+) -> None:
+    """Keep what a read under ``tracker``'s watch brought (``entries`` name its entries,
+    the rest are counters), except what was invalidated since ``started``. Also nearbatch's."""
+    with nearrecords.lock:
+        tracker.drain()  # pushes of writes before our read must win over what it read
+        if tracker.fresh:
+            for name, raw in read.items():
+                if nearrecords.may_keep(plan.alias, name, started):
+                    nearrecords.keep(fc, plan, name, raw, name in entries)
 
 
 def epoch() -> int:
@@ -196,8 +216,9 @@ def epoch() -> int:
     return nearrecords.clock[0]
 
 
-def _kept(fc: Any, plan: Plan, key: str, counter_keys: list[str]) -> Found | None:
-    # Under nearrecords.lock: the entry and every counter, all kept and current, or None.
+def kept(fc: Any, plan: Plan, key: str, counter_keys: list[str]) -> Found | None:
+    # Under nearrecords.lock: the entry and every counter, all kept, or None (a Found whose
+    # value is MISSING when the entry's counters have moved on). Also nearbatch's.
     alias = plan.alias
     record = nearrecords.held.get((alias, key))
     if record is None or (record.expires is not None and record.expires <= time.time()):

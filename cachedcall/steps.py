@@ -14,6 +14,8 @@ between sync and async after a miss.
 ``(WAIT, flight)``              a follower waits for its leader -> whether it landed
 ``(COMPUTE,)``                  run the function -> its result (its exception is thrown in)
 ``(CALL, args, kwargs)``        run it with these arguments (one call of ``f.map()``)
+``(RUN, callable)``             other blocking work (the near tier's connect) -> its result;
+                                async: in a worker thread
 
 Process state: none.
 """
@@ -30,7 +32,7 @@ from cachedcall import flights
 __all__: list[str] = []
 
 READ, STORE, RELEASE, SLEEP, WAIT, COMPUTE = "read", "store", "release", "sleep", "wait", "compute"
-CALL = "call"
+CALL, RUN = "call", "run"
 DONE = "done"
 Steps = Generator[tuple[Any, ...], Any, Any]
 
@@ -67,6 +69,8 @@ def drive(steps: Steps, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, A
             elif kind is WAIT:
                 event = op[1].event
                 reply = event is not None and event.wait(flights.WAIT)
+            elif kind is RUN:
+                reply = op[1]()
             else:
                 return op[1]
         except BaseException as exc:
@@ -97,6 +101,8 @@ async def adrive(steps: Steps, wrapped: Any, args: tuple[Any, ...], kwargs: dict
                 await asyncio.sleep(op[1])
             elif kind is WAIT:
                 reply = await flights.wait_async(op[1])
+            elif kind is RUN:
+                reply = await asyncio.get_running_loop().run_in_executor(None, op[1])
             else:
                 return op[1]
         except BaseException as exc:
