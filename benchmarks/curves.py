@@ -31,7 +31,8 @@ The curve families (``--only`` takes these names):
     The time of a batch of n calls (1 .. 100), all hits and all misses: ``f.map(range(n))``
     against ``[f(i) for i in range(n)]``, the hand-written loop of ``cache.get``, one
     hand-written ``cache.get_many`` of the n keys (the floor of any batch read), and
-    dogpile's ``cache_multi_on_arguments``.
+    dogpile's ``cache_multi_on_arguments``; the hits also with ``near=True`` on memcached
+    and redis.
 ``throughput``
     Hits per second of 1, 2 and 4 processes (one thread each) hitting memcached or redis
     together for a fixed window: cachedcall, the hand-written pattern and dogpile.cache.
@@ -548,6 +549,8 @@ def _map_items(backend: str, plan: Plan, reg: Any) -> tuple[list[Item], list[Ite
 
     cache = caches[backend]
     f, counter, fc = cachedcall_fn(backend, VALUE)
+    # With the near tier (off for locmem, in this process already): the batch served from it.
+    near = cachedcall_fn(backend, VALUE, near=True) if backend != "locmem" else None
     hand, hand_count, tag = hand_fn(backend, VALUE)
     multi_count = [0]
 
@@ -592,6 +595,10 @@ def _map_items(backend: str, plan: Plan, reg: Any) -> tuple[list[Item], list[Ite
             ),
             Item("dogpile cache_multi_on_arguments", n, _batches(dogpile_multi, n, False), multi_count, 0),
         ]
+        if near is not None:
+            near_f, near_counter, near_fc = near
+            timer = _batches(near_f.map, n, False)
+            hits.append(Item("cachedcall f.map(range(n)), near=True", n, timer, near_counter, 0, near_fc))
         misses += [
             Item("cachedcall f.map(range(n))", n, _batches(f.map, n, True), counter, n),
             Item("cachedcall [f(i) for i in range(n)]", n, _batches(loop, n, True), counter, n),

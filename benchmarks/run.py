@@ -198,6 +198,8 @@ def build(backend: str, args: Any) -> dict[str, Any]:
         "50 hits: hand-written get_many": _loop(lambda: cache.get_many([f"classes:{n}" for n in FIFTY])),
         "50 hits: cachedcall loop": _loop(lambda: [one(n) for n in FIFTY]),
         "50 hits: cachedcall map()": _loop(lambda: one.map(FIFTY)),
+        "50 hits: cachedcall map(), near=True": _loop(lambda: near.map(FIFTY)),
+        "50 hits: cachedcall map(), near=True, copy=False": _loop(lambda: shared.map(FIFTY)),
         "miss: hand-written": _miss(hand),
         "miss: cachedcall": _miss(one),
         "miss: cachedcall, depends_on 3 models": _miss(dep3),
@@ -250,6 +252,7 @@ def build(backend: str, args: Any) -> dict[str, Any]:
         warm(1), warm(1), warm(1)
     for n in FIFTY:
         hand(n), one(n)
+        near(n), near(n), shared(n), shared(n)  # a miss, then a hit that is kept (Redis)
     hand3(1, club, weekday=2)
     three(1, club, weekday=2)
     asyncio.run(acompute(1))
