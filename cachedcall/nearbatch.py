@@ -41,13 +41,15 @@ def read(fc: Any, batch: Batch) -> Steps:
     was read from the cache (``None`` when that failed) and the answers of the calls the
     tier answered, by entry key."""
     plan: Plan = fc.near
+    if not batch:
+        return {}, {}
     if plan.tracker is not None:
         return (yield from _tracked(fc, plan, plan.tracker, batch))
     return (yield from _validated(fc, plan, batch))
 
 
 def _tracked(fc: Any, plan: Plan, tracker: Tracker, batch: Batch) -> Steps:
-    if tracker.sock is None:
+    if tracker.due:
         # Outside the lock, and a step of its own: async, it runs in a worker thread.
         yield (RUN, tracker.connect_if_due)
     served: dict[str, Found] = {}
@@ -110,6 +112,9 @@ def _validated(fc: Any, plan: Plan, batch: Batch) -> Steps:
             served[key] = answer
         else:
             outdated.append(key)
+    if served:
+        with nearrecords.lock:  # served whatever the read of the outdated ones does
+            nearrecords.counts["hits"][alias] += len(served)
     if outdated:
         # Outdated here: the cache may hold a newer entry (another process's), so read it
         # rather than recompute what is there.
@@ -122,7 +127,6 @@ def _validated(fc: Any, plan: Plan, batch: Batch) -> Steps:
         found = {**found, **stored}
         missing.extend(key for key in outdated if key in stored)
     with nearrecords.lock:
-        nearrecords.counts["hits"][alias] += len(served)
         for key in missing:
             if key in found and nearrecords.may_keep(alias, key, started):
                 nearrecords.keep(fc, plan, key, found[key], True)

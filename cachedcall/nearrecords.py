@@ -77,8 +77,6 @@ lock = threading.Lock()
 #: nothing (and the memory is freed).
 RECENT_LIMIT = 50_000
 
-lock = threading.Lock()
-
 
 held: OrderedDict[tuple[str, str], Held] = OrderedDict()
 total = [0]

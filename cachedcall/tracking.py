@@ -108,10 +108,15 @@ class Tracker:
         and no push half read."""
         return self.sock is not None and not self.buffer and time.monotonic() - self.received_at < SILENCE
 
+    @property
+    def due(self) -> bool:
+        """Whether :meth:`connect_if_due` would try to connect now."""
+        return self.sock is None and not self.closed and time.monotonic() >= self.retry_at
+
     def connect_if_due(self) -> None:
         """Connect, unless connected, connecting in another thread, or a failure was less
         than :data:`RETRY_AFTER` ago. Call it without the near tier's lock."""
-        if self.sock is not None or self.closed or time.monotonic() < self.retry_at:
+        if not self.due:
             return
         if not self.connecting.acquire(blocking=False):
             return

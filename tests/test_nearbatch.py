@@ -268,3 +268,74 @@ def test_an_invalidate_while_a_batch_reads_keeps_nothing_it_read(backend_name, m
     lessons.map(TEN)
     assert calls[3] == 2  # recomputed: the tier did not keep the invalidated entry
     assert [calls[n] for n in TEN if n != 3] == [1] * 9
+
+
+# --- what the review found ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend_name", MEMCACHED, indirect=True)
+def test_near_hits_are_counted_even_when_the_reread_of_outdated_entries_fails(backend_name, monkeypatch):
+    from cachedcall import near
+    from cachedcall import nearrecords
+    from cachedcall.decorators import function_cache
+
+    lessons.map(TEN)  # stored and kept
+    fc = function_cache(lessons)
+    with nearrecords.lock:
+        nearrecords.held[fc.alias, lessons.key(1)].stamped = ("outdated",)
+    run = type(fc.store).run
+    reads: list[object] = []
+
+    def second_read_fails(store, operation, *args):
+        if operation == "read" and store is fc.store:
+            reads.append(args[0])
+            if len(reads) == 2:  # the read again of the outdated entry
+                return None
+        return run(store, operation, *args)
+
+    monkeypatch.setattr(type(fc.store), "run", second_read_fails)
+    before = near.stats()["hits"].get(fc.alias, 0)
+    with record() as events:
+        assert lessons.map(TEN) == [{"n": n} for n in TEN]
+    monkeypatch.undo()
+    assert len(reads) == 2
+    assert events.near_hits(lessons) == 9
+    assert near.stats()["hits"].get(fc.alias, 0) - before == 9
+
+
+@pytest.mark.parametrize("backend_name", REDIS + MEMCACHED, indirect=True)
+def test_an_empty_batch_reads_nothing(backend_name, get_manys):
+    lessons.map([1])
+    get_manys.clear()
+    assert lessons.map([]) == []
+    assert get_manys == []
+
+
+@pytest.mark.parametrize("backend_name", ["redis"], indirect=True)
+def test_an_async_batch_does_not_hop_to_a_thread_for_a_tracker_that_is_not_due(backend_name):
+    from cachedcall import nearrecords
+    from cachedcall.decorators import function_cache
+
+    @cached(timeout=60, near=True)
+    async def aload(n):
+        return n
+
+    asyncio.run(aload.map([1, 2]))  # set up, and connected
+    tracker = function_cache(aload).near.tracker
+    hops: list[float] = []
+    original = tracker.connect_if_due
+
+    def counting() -> None:
+        hops.append(1.0)
+        original()
+
+    tracker.connect_if_due = counting  # type: ignore[method-assign]
+    with nearrecords.lock:
+        tracker.close()  # as for a server that refuses CLIENT TRACKING: never connects again
+
+    async def main() -> None:
+        for _ in range(5):
+            assert await aload.map([1, 2]) == [1, 2]
+
+    asyncio.run(main())
+    assert hops == []

@@ -30,13 +30,15 @@ READ COMMITTED transaction (each statement sees what committed before it began);
 moment the transaction began for a REPEATABLE READ reader (its snapshot is taken at its
 first statement, after that moment: a value from its own snapshot is fine for itself; that
 it never reaches anyone else is what the autocommit *observer* beside it checks);
-for reads routed to a lagging replica, the write whose bump's repeat (made ``REPLICA_LAG``
-after it) had landed when the call began: ``t_ref`` is the ``t_done`` of the last such write
-(the library promises nothing fresher; the primary's states are the reference). The writer
-logs when each repeat starts and lands (the library's DEBUG records); the repeat of write
-``k`` is taken to be the first one that started at or after ``t_done(k) + REPLICA_LAG``,
-which it cannot be later than. A library that logs no repeats is judged from
-``t_start - REPLICA_LAG`` less a fixed allowance for the landing.
+for reads routed to a lagging replica, the last write whose bump's repeat (made
+``REPLICA_LAG`` after it), or a later write's, had landed when the call began: ``t_ref`` is
+just after that write's ``t_done`` (the library promises nothing fresher; the primary's
+states are the reference). The writer logs, from the library's DEBUG records, which bumps
+each repeat made (those due from a first to a last time) and when it landed; the repeat
+that made write ``k``'s last bumps is the last one whose dues reach into
+``[t_begin(k) + REPLICA_LAG, t_done(k) + REPLICA_LAG]`` (see :func:`landings`). A write that
+no repeat covers (it bumped nothing), and every write of a library that logs no repeats,
+is required a fixed allowance after ``t_done + REPLICA_LAG``.
 
 Every uncertainty (a process descheduled between its clock read and its work) widens
 ``j_min..j_max``, so timing noise can hide a stale read but never invent one. The
@@ -253,13 +255,17 @@ def landings(
             late.append(repeats[i][2] - done - lag)
         else:
             landed.append(done + lag + fallback)
-    # Made nondecreasing: a write is only required once every earlier one is.
-    for k in range(1, len(landed)):
-        landed[k] = max(landed[k], landed[k - 1])
+    # Once a write's repeat has landed, nothing computed before it may be returned, which
+    # covers every earlier write too: a write is required from the first landing among its
+    # own and every later one's (a running minimum from the end, nondecreasing).
+    for k in range(len(landed) - 2, -1, -1):
+        landed[k] = min(landed[k], landed[k + 1])
 
     def reference(t_start: float) -> float:
-        j = bisect.bisect_right(landed, t_start)  # the writes whose repeats had landed
-        return timeline.dones[j - 1] + 1e-9 if j else -math.inf
+        j = bisect.bisect_right(landed, t_start)  # the writes required by now
+        # Just after write j's t_done, whatever the clock's magnitude (window() counts the
+        # writes done strictly before the reference).
+        return math.nextafter(timeline.dones[j - 1], math.inf) if j else -math.inf
 
     return reference, late
 
@@ -327,6 +333,19 @@ def self_test() -> list[str]:
     # made in two (the second landed at 2.4); write 3 bumped nothing: 50 ms assumed.
     repeats = [(1.25, 1.28, 1.36), (2.22, 2.25, 2.26), (2.28, 2.28, 2.4)]
     reference, late = landings(timeline, 0.2, repeats, fallback=0.05)
+    # Write 1 bumped nothing here; write 2's repeat landed at 2.4: from then on, write 1's
+    # answer is required too (the seed's "a" is stale), not only after 1.1 + 0.2 + 0.05.
+    only_later = [(2.22, 2.25, 2.4)]
+    later_reference, _ = landings(timeline, 0.2, only_later, fallback=5.0)
+    read = Read("f", "default", [], 2.45, 2.46, "a", "", None, None, None, "autocommit", 0)
+    if not judge(timeline, [read], replica_lag=0.2, reference=later_reference)["stale"]:
+        failures.append("a write with no repeat, before one whose repeat landed, was not required")
+    # The reference stays just after t_done on a clock far from zero (past 2**24 s).
+    far = Timeline({"f[]": ["a", "a"]}, [[1, 2.0**25, 2.0**25 + 0.1, "w1", {"f[]": ["b", "b"]}]])
+    far_reference, _ = landings(far, 0.2, [(2.0**25 + 0.25, 2.0**25 + 0.25, 2.0**25 + 0.3)], fallback=0.05)
+    read = Read("f", "default", [], 2.0**25 + 0.8, 2.0**25 + 0.81, "a", "", None, None, None, "autocommit", 0)
+    if not judge(far, [read], replica_lag=0.2, reference=far_reference)["stale"]:
+        failures.append("on a clock past 2**24 s, a read after the repeat landed was not judged")
     if [round(x, 3) for x in late] != [0.06, 0.1]:
         failures.append(f"the repeats' landings: {late}")
     for t_start, digest, expect in (
