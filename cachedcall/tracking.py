@@ -295,7 +295,10 @@ class Tracker:
         # Wakes when a push arrives, and every PING_INTERVAL / 2 to keep the connection's
         # liveness known; a hit drains too, so freshness does not rest on this thread.
         with selectors.DefaultSelector() as selector:
-            selector.register(sock, selectors.EVENT_READ)
+            try:
+                selector.register(sock, selectors.EVENT_READ)
+            except (OSError, ValueError):
+                return  # closed (forget(), a fork, a loss) before this thread started
             while self.sock is sock:
                 try:
                     ready = selector.select(PING_INTERVAL / 2)

@@ -436,6 +436,22 @@ def test_threads_hitting_while_another_bumps_always_see_the_version_they_read_af
 # --- what the review found ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("backend_name", ["redis"], indirect=True)
+def test_a_drainer_started_for_a_socket_closed_before_it_ran_just_ends(backend_name):
+    # CI caught it: forget() closed the socket between the thread's start and its first
+    # line, and the selector raised in the thread.
+    from cachedcall.decorators import function_cache
+
+    lessons(5)
+    lessons(5)
+    tracker = function_cache(lessons).near.tracker
+    sock = tracker.sock
+    assert sock is not None
+    with nearrecords.lock:
+        tracker.close()
+    tracker._drainer(sock)  # what the thread runs: it returns, rather than raising
+
+
 @pytest.mark.parametrize("backend_name", MEMCACHED, indirect=True)
 def test_an_invalidate_while_a_read_is_in_flight_keeps_nothing_it_read(backend_name, monkeypatch):
     from cachedcall.decorators import function_cache
