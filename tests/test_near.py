@@ -27,6 +27,7 @@ from cachedcall import resp3
 from cachedcall import tracking
 from cachedcall.exceptions import InvalidOption
 from cachedcall.testing import record
+from tests import bumping
 from tests import servers
 from tests.testapp.models import ClubClass
 
@@ -399,38 +400,11 @@ def test_a_forked_child_never_reads_its_parents_tracking_socket(backend_name):
 
 @pytest.mark.parametrize("backend_name", REDIS + MEMCACHED, indirect=True)
 def test_threads_hitting_while_another_bumps_always_see_the_version_they_read_after(backend_name):
-    import threading
-
     @cached(timeout=60, near=True, depends_on=[ClubClass])
     def version_seen(n):
-        return caches["default"].get(conf.get().key_prefix + ":marker")
+        return caches["default"].get(bumping.marker_key())
 
-    errors: list[BaseException] = []
-    stop = threading.Event()
-
-    def reader():
-        try:
-            while not stop.is_set():
-                version_seen(1)
-        except BaseException as exc:  # pragma: no cover - what the test looks for
-            errors.append(exc)
-        finally:
-            caches.close_all()  # what request_finished does for a request thread
-
-    threads = [threading.Thread(target=reader) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
-        for marker in range(30):
-            caches["default"].set(conf.get().key_prefix + ":marker", marker)
-            cachedcall.bump(ClubClass)
-            # After the bump returned, no thread of this process is served an older value.
-            assert version_seen(1) == marker
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    assert not errors
+    bumping.hit_while_bumping(lambda: version_seen(1), lambda: version_seen(1), lambda marker: marker)
 
 
 # --- what the review found ------------------------------------------------------------------

@@ -15,6 +15,7 @@ from django.test import override_settings
 import cachedcall
 from cachedcall import cached
 from cachedcall.testing import record
+from tests import bumping
 from tests import servers
 from tests.testapp.models import ClubClass
 
@@ -209,40 +210,14 @@ def test_copy_true_gives_each_result_of_a_batch_its_own_copy(backend_name):
 
 @pytest.mark.parametrize("backend_name", REDIS + MEMCACHED, indirect=True)
 def test_batches_in_threads_while_another_bumps_always_see_the_version_they_read_after(backend_name):
-    import threading
-
-    from cachedcall import conf
-
     @cached(timeout=60, near=True, depends_on=[ClubClass])
     def version_seen(n):
-        return caches["default"].get(conf.get().key_prefix + ":marker")
+        return caches["default"].get(bumping.marker_key())
 
-    errors: list[BaseException] = []
-    stop = threading.Event()
-
-    def reader():
-        try:
-            while not stop.is_set():
-                version_seen.map([1, 2, 3])
-        except BaseException as exc:  # pragma: no cover - what the test looks for
-            errors.append(exc)
-        finally:
-            caches.close_all()  # what request_finished does for a request thread
-
-    threads = [threading.Thread(target=reader) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
-        for marker in range(30):
-            caches["default"].set(conf.get().key_prefix + ":marker", marker)
-            cachedcall.bump(ClubClass)
-            # After the bump returned, no batch of this process is served an older value.
-            assert version_seen.map([1, 2, 3]) == [marker] * 3
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    assert not errors
+    batch = [1, 2, 3]
+    bumping.hit_while_bumping(
+        lambda: version_seen.map(batch), lambda: version_seen.map(batch), lambda marker: [marker] * 3
+    )
 
 
 @pytest.mark.parametrize("backend_name", REDIS + MEMCACHED, indirect=True)
